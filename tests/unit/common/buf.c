@@ -1,0 +1,25 @@
+/* Tests common/buf.c: growth, limits, consume. */
+#include "common/buf.h"
+#include "tap.h"
+
+int main(void)
+{
+	buf b;
+	buf_init(&b, 10);
+	is_int(b.len, 0, "new buffer is empty");
+	ok(b.data == NULL, "new buffer holds no heap block");
+	is_int(buf_append_cstr(&b, "hello"), 0, "append within limit");
+	is_int(buf_append_cstr(&b, "world"), 0, "append up to the limit");
+	is_int(buf_append_byte(&b, '!'), -1, "append past the limit refused");
+	is_mem(b.data, b.len, "helloworld", 10, "contents kept after refusal");
+	ok(b.cap <= 10, "capacity never exceeds the limit");
+	buf_consume(&b, 5);
+	is_mem(b.data, b.len, "world", 5, "consume drops the front");
+	is_int(buf_reserve(&b, SIZE_MAX), -1, "huge reserve refused without overflow");
+	buf_reset(&b);
+	is_int(buf_append_u64(&b, 1234567890ULL), 0, "append number");
+	is_mem(b.data, b.len, "1234567890", 10, "decimal encoding");
+	buf_dispose(&b);
+	ok(b.data == NULL && b.len == 0, "dispose frees");
+	return tap_done();
+}
