@@ -1,0 +1,60 @@
+/*
+ * bus.h - the gateway's side of the Redis contract (docs/redis.md):
+ * sessions, the room registry, ingress entries for client events, token
+ * revocation look-ups, and the delivery stream this gateway reads.
+ *
+ * Every write is pipelined on one connection and never waited for on the
+ * request path; the delivery stream is read on a second connection with a
+ * blocking XREAD. When Redis is away, writes are dropped with a counted
+ * error (sessions and registrations are re-published when it returns) and
+ * /readyz reports 503.
+ */
+#ifndef TIDINGS_BUS_H
+#define TIDINGS_BUS_H
+
+#include <stdint.h>
+
+#include "common/jwt.h"
+#include "common/slice.h"
+
+typedef struct sio_sock sio_sock;
+typedef struct room room;
+
+/* Connects both Redis connections (asynchronously, with reconnect) and
+ * starts the liveness and delivery loops. Returns -1 on a bad URL. */
+int bus_init(void);
+
+/* Stops reading, removes this gateway's registrations and closes. */
+void bus_shutdown(void);
+
+/* 1 when the command connection is up. */
+int bus_ready(void);
+
+/* Session of an authenticated socket: written at connect, refreshed by the
+ * heartbeat, removed at disconnect. */
+void bus_session_add(const sio_sock *s);
+void bus_session_touch(const sio_sock *s);
+void bus_session_del(const sio_sock *s);
+
+/* Registry: room r's local member count changed to r->count (0 removes). */
+void bus_room_changed(const room *r);
+
+/* An ingress entry for socket s. kind: "connect", "event", "disconnect".
+ * data: the JSON array of arguments (may be empty), ack: -1 for none,
+ * att/natt: binary attachments. Returns 0 when queued. */
+int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, int64_t ack,
+		const slice *att, uint32_t natt, slice shard_key);
+
+/* Checks Open WebUI's revocation keys for a verified token, then calls
+ * cb(arg, ok) exactly once: ok = 1 accepted, 0 revoked or not checkable
+ * (Redis away: fail closed). */
+typedef void bus_auth_cb(void *arg, int ok, const char *why);
+void bus_check_revoked(const jwt_claims *cl, bus_auth_cb *cb, void *arg);
+
+/* Commands sent and not yet answered (used when draining). */
+int bus_flush_pending(void);
+
+/* Computes the ingress shard of a key as documented: FNV-1a 32 % shards. */
+uint32_t bus_shard(slice key);
+
+#endif

@@ -1,0 +1,319 @@
+/*
+ * tidings-gateway: holds browser connections (WebSocket and long-polling),
+ * speaks Engine.IO v4 / Socket.IO v5, verifies JWTs, forwards client events
+ * to Redis ingress streams and delivers what workers publish to its own
+ * delivery stream. One single-threaded libevent loop per process.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "bus.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "conformance.h"
+#include "eio_sock.h"
+#include "gw.h"
+#include "httpd.h"
+#include "origin.h"
+#include "sio_sock.h"
+
+#define WHEEL_TICK_MS 2
+#define WHEEL_SLOTS 4096
+#define ACCEPT_BATCH 64
+#define DRAIN_MS 1000
+
+gw_state gw;
+static uint64_t now_cache;
+
+uint64_t gw_now(void)
+{
+	return now_cache;
+}
+
+void gw_now_update(void)
+{
+	now_cache = clock_mono_ms();
+}
+
+static void wheel_tick(evutil_socket_t fd, short what, void *arg)
+{
+	gw_now_update();
+	wheel_advance(&gw.wheel, gw_now());
+	gw_wheel_kick();
+}
+
+void gw_wheel_kick(void)
+{
+	if (!gw.wheel_ev || event_pending(gw.wheel_ev, EV_TIMEOUT, NULL))
+		return;
+	int64_t ms = wheel_next_ms(&gw.wheel, gw_now());
+	if (ms < 0)
+		return;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	event_add(gw.wheel_ev, &tv);
+}
+
+/* ---- listeners ---- */
+
+typedef struct listener {
+	int fd;
+	struct event *ev;
+	httpd_route_fn *route;
+	const char *name;
+} listener;
+
+static listener pub, adm;
+
+static void public_route(conn *c, const http_request *req, slice body)
+{
+	slice path = req->path;
+	size_t pl = strlen(gw.cfg.path);
+	int trailing = path.len == pl + 1 && path.base[pl] == '/';
+	if ((path.len == pl || trailing) && memcmp(path.base, gw.cfg.path, pl) == 0) {
+		eio_handle(c, req, body, &sio_eio_handler, 1);
+		return;
+	}
+	if (gw.cfg.conformance) {
+		if (slice_eq_cstr(path, "/engine.io/") || slice_eq_cstr(path, "/engine.io")) {
+			eio_handle(c, req, body, &conformance_eio_echo, 1);
+			return;
+		}
+		if (slice_eq_cstr(path, "/ws-echo")) {
+			conformance_ws_echo(c, req);
+			return;
+		}
+	}
+	httpd_error(c, 404, "not found");
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	listener *l = arg;
+	gw_now_update();
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				log_error("accept on %s: %s", l->name, strerror(errno));
+			return;
+		}
+		int one = 1;
+		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		conn *c = conn_create(cfd, NULL, NULL);
+		if (!c)
+			continue;
+		if (ss.ss_family == AF_INET)
+			c->peer_ip = ((struct sockaddr_in *)&ss)->sin_addr.s_addr;
+		gw.m.accepted++;
+		httpd_start(c, l->route);
+	}
+}
+
+static int listen_on(listener *l, const char *addr, httpd_route_fn *route, const char *name)
+{
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	if (!colon || (size_t)(colon - addr) >= sizeof(host)) {
+		log_error("%s: '%s' is not host:port", name, addr);
+		return -1;
+	}
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = '\0';
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+	if (!*host || strcmp(host, "0.0.0.0") == 0)
+		sa.sin_addr.s_addr = INADDR_ANY;
+	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		log_error("%s: '%s' is not an IPv4 address", name, host);
+		return -1;
+	}
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Several gateway processes share the public port; the kernel spreads
+	 * connections among them. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0) {
+		log_error("%s: cannot listen on %s: %s", name, addr, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	l->fd = fd;
+	l->route = route;
+	l->name = name;
+	l->ev = event_new(gw.base, fd, EV_READ | EV_PERSIST, on_accept, l);
+	event_add(l->ev, NULL);
+	return 0;
+}
+
+/* ---- shutdown ---- */
+
+static void drain_done(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(gw.base);
+}
+
+/* SIGTERM: readiness goes 503 at once, new connections stop, every
+ * session is closed (WebSocket close 1001 via Engine.IO close), sessions
+ * are removed from Redis, and the process exits well inside Kubernetes'
+ * grace period. */
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+	if (gw.draining)
+		return;
+	gw_now_update();
+	gw.draining = 1;
+	log_info("signal %d: draining %llu sessions", (int)sig, (unsigned long long)eio_count);
+	if (pub.ev)
+		event_del(pub.ev);
+	map_entry *e;
+	for (size_t i = 0; (e = map_next(&gw.eio_by_sid, &i)) != NULL;)
+		eio_close(e->value, "server shutting down");
+	bus_shutdown();
+	struct timeval tv = {0, DRAIN_MS * 1000};
+	event_base_once(gw.base, -1, EV_TIMEOUT, drain_done, NULL, &tv);
+}
+
+/* ---- supervisor ---- */
+
+static volatile sig_atomic_t sup_stop;
+static void sup_signal(int sig)
+{
+	sup_stop = sig;
+}
+
+/* TIDINGS_PROCESSES=N: fork N gateways sharing the port, restart any that
+ * dies, forward SIGTERM/SIGINT. Returns in the child; never in the parent. */
+static void supervise(int n)
+{
+	pid_t *kids = calloc((size_t)n, sizeof(pid_t));
+	signal(SIGTERM, sup_signal);
+	signal(SIGINT, sup_signal);
+	for (;;) {
+		for (int i = 0; i < n && !sup_stop; i++) {
+			if (kids[i] > 0)
+				continue;
+			pid_t p = fork();
+			if (p == 0) {
+				signal(SIGTERM, SIG_DFL);
+				signal(SIGINT, SIG_DFL);
+				free(kids);
+				return;
+			}
+			kids[i] = p;
+		}
+		int st;
+		pid_t dead = wait(&st);
+		if (sup_stop) {
+			for (int i = 0; i < n; i++)
+				if (kids[i] > 0)
+					kill(kids[i], SIGTERM);
+			while (wait(&st) > 0)
+				;
+			exit(0);
+		}
+		for (int i = 0; i < n; i++)
+			if (kids[i] == dead) {
+				log_warn("gateway process %d exited (status %d); restarting", (int)dead, st);
+				kids[i] = 0;
+				sleep(1);
+			}
+	}
+}
+
+static int valid_id(const char *s)
+{
+	if (!*s || strlen(s) > 100)
+		return 0;
+	for (; *s; s++)
+		if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') ||
+		      *s == '-' || *s == '_' || *s == '.'))
+			return 0;
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	char err[512];
+	int rc = settings_load(&gw.cfg, argc, argv, err, sizeof(err));
+	if (rc == 1) {
+		config_help(settings_table,
+			    "usage: tidings-gateway [--option=value ...]\n"
+			    "Socket.IO gateway of Tidings. Every option can also be set in the environment.",
+			    stdout);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "tidings-gateway: %s\n", err);
+		return 2;
+	}
+	log_init(log_level_parse(gw.cfg.log_level),
+		 strcmp(gw.cfg.log_format, "text") == 0 ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON,
+		 "gateway");
+	const char *why = NULL;
+	if (origin_init(gw.cfg.cors, &why) < 0 ||
+	    sio_namespaces_init(gw.cfg.namespaces, gw.cfg.conformance, &why) < 0) {
+		fprintf(stderr, "tidings-gateway: %s\n", why);
+		return 2;
+	}
+	if (!valid_id(gw.cfg.gateway_id)) {
+		fprintf(stderr, "tidings-gateway: gateway id '%s' must be [A-Za-z0-9._-]{1,100}\n",
+			gw.cfg.gateway_id);
+		return 2;
+	}
+	if (origin_wildcard())
+		log_warn("CORS_ALLOW_ORIGIN is '*': any web page may open sockets here with its "
+			 "visitors' credentials (cross-site WebSocket hijacking). Use it only for "
+			 "development.");
+	if (!*gw.cfg.secret)
+		log_warn("no WEBUI_SECRET_KEY: every socket will be anonymous");
+	if (gw.cfg.conformance)
+		log_warn("conformance mode is on: echo endpoints are open (never in production)");
+	signal(SIGPIPE, SIG_IGN);
+	if (gw.cfg.processes > 1)
+		supervise((int)gw.cfg.processes);
+
+	gw.base = event_base_new();
+	event_base_priority_init(gw.base, 3);
+	gw_now_update();
+	gw.started_ms = gw_now();
+	if (wheel_init(&gw.wheel, WHEEL_SLOTS, WHEEL_TICK_MS, gw_now()) < 0 ||
+	    conn_global_init(gw.base, (uint64_t)gw.cfg.max_output) < 0) {
+		fprintf(stderr, "tidings-gateway: out of memory\n");
+		return 1;
+	}
+	gw.wheel_ev = evtimer_new(gw.base, wheel_tick, NULL);
+	map_init(&gw.eio_by_sid);
+	map_init(&gw.sio_by_sid);
+	map_init(&gw.rooms);
+	if (bus_init() < 0) {
+		fprintf(stderr, "tidings-gateway: bad Redis URL '%s'\n", gw.cfg.redis_url);
+		return 2;
+	}
+	if (listen_on(&pub, gw.cfg.listen, public_route, "listen") < 0 ||
+	    listen_on(&adm, gw.cfg.admin_listen, admin_route, "admin-listen") < 0)
+		return 1;
+	struct event *sigterm = evsignal_new(gw.base, SIGTERM, on_term, NULL);
+	struct event *sigint = evsignal_new(gw.base, SIGINT, on_term, NULL);
+	event_add(sigterm, NULL);
+	event_add(sigint, NULL);
+	log_info("gateway %s listening on %s (internal %s), path %s, redis %s:%s",
+		 gw.cfg.gateway_id, gw.cfg.listen, gw.cfg.admin_listen, gw.cfg.path,
+		 gw.cfg.redis_url, gw.cfg.redis_prefix);
+	event_base_dispatch(gw.base);
+	log_info("gateway %s stopped", gw.cfg.gateway_id);
+	return 0;
+}

@@ -1,0 +1,706 @@
+#include "sio_sock.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "common/clock.h"
+#include "common/jwt.h"
+#include "common/log.h"
+#include "common/rand.h"
+#include "gw.h"
+#include "sio.h"
+
+#define MAX_NSP 16
+
+uint64_t sio_count;
+
+typedef struct sio_pending sio_pending;
+
+/* Socket.IO state of one Engine.IO session. */
+struct sio_client {
+	eio_sock *e;
+	sio_sock *socks;
+	sio_pending *pending; /* authentications waiting on Redis */
+	wheel_timer ct;       /* connect timeout, until a namespace is joined */
+	/* A BINARY_EVENT/BINARY_ACK waiting for its attachments. */
+	buf packet;
+	buf *att;
+	uint32_t natt, want_att;
+	size_t att_bytes;
+};
+
+/* A token verified locally whose revocation keys are being read. */
+struct sio_pending {
+	sio_client *cl; /* NULL once the client is gone */
+	sio_sock *s;    /* user-join: the socket to authenticate; NULL: CONNECT */
+	sio_pending *next;
+	char nsp[64];
+	jwt_claims claims;
+	int valid;
+	char *auth_json; /* CONNECT: the auth object, echoed in conformance mode */
+	char *data;      /* user-join: arguments to forward */
+	int64_t ack;
+};
+
+static char *namespaces[MAX_NSP];
+static int nnamespaces;
+static int conformance;
+
+static void client_close_sock(sio_sock *s, int notify_client, const char *reason);
+
+int sio_namespaces_init(const char *list, int conf, const char **err)
+{
+	conformance = conf;
+	nnamespaces = 0;
+	namespaces[nnamespaces++] = "/";
+	if (conf)
+		namespaces[nnamespaces++] = "/custom";
+	for (const char *p = list; p && *p;) {
+		const char *semi = strchr(p, ';');
+		size_t len = semi ? (size_t)(semi - p) : strlen(p);
+		if (len) {
+			if (p[0] != '/' || len >= 64 || memchr(p, ',', len)) {
+				*err = "a namespace must start with '/', be under 64 bytes, without ','";
+				return -1;
+			}
+			if (nnamespaces == MAX_NSP) {
+				*err = "too many namespaces";
+				return -1;
+			}
+			namespaces[nnamespaces++] = strndup(p, len);
+		}
+		p = semi ? semi + 1 : NULL;
+	}
+	return 0;
+}
+
+static int nsp_known(slice nsp)
+{
+	for (int i = 0; i < nnamespaces; i++)
+		if (slice_eq_cstr(nsp, namespaces[i]))
+			return 1;
+	return 0;
+}
+
+static sio_sock *find_sock(sio_client *cl, slice nsp)
+{
+	for (sio_sock *s = cl->socks; s; s = s->next)
+		if (slice_eq_cstr(nsp, s->nsp))
+			return s;
+	return NULL;
+}
+
+/* Sends one Socket.IO packet (already encoded) to a socket's session. */
+static void send_text(sio_client *cl, slice text)
+{
+	eio_send(cl->e, text, 0);
+}
+
+static void send_buf(sio_client *cl, buf *b)
+{
+	send_text(cl, buf_slice(b));
+	buf_reset(b);
+}
+
+static void count_out(int type)
+{
+	if (type >= 0 && type < 7)
+		gw.m.pkts_out[type]++;
+}
+
+/* ---- connect ---- */
+
+static void exp_fire(wheel_timer *t)
+{
+	sio_sock *s = t->data;
+	log_info("sid=%s user=%s token expired: disconnecting", s->sid, s->user);
+	client_close_sock(s, 1, "token expired");
+}
+
+static void set_user(sio_sock *s, const jwt_claims *c)
+{
+	char rname[JWT_MAX_ID + 8];
+	if (s->user) {
+		/* A socket re-authenticated as someone else leaves the old user's
+		 * room (Open WebUI kept it there: catalogue 9 #5). */
+		snprintf(rname, sizeof(rname), "user:%s", s->user);
+		rooms_leave(&s->rooms, slice_cstr(rname));
+		bus_session_del(s);
+		free(s->user);
+	}
+	s->user = strdup(c->id);
+	s->flags |= SIO_S_AUTHED;
+	snprintf(rname, sizeof(rname), "user:%s", s->user);
+	rooms_join(&s->rooms, s, slice_cstr(rname));
+	gw_timer_cancel(&s->exp_timer);
+	if (c->flags & JWT_HAS_EXP) {
+		int64_t left = c->exp - clock_wall_s();
+		s->exp = c->exp;
+		wheel_timer_init(&s->exp_timer, exp_fire, s);
+		gw_timer_set(&s->exp_timer, left > 0 ? (uint64_t)left * 1000 : 0);
+	}
+	bus_session_add(s);
+}
+
+static void emit_auth_echo(sio_sock *s, const char *auth_json)
+{
+	buf b;
+	buf_init(&b, 0);
+	const char *a = auth_json ? auth_json : "{}";
+	buf tmp;
+	buf_init(&tmp, 0);
+	buf_append_byte(&tmp, '[');
+	buf_append_cstr(&tmp, a);
+	buf_append_byte(&tmp, ']');
+	sio_encode_event(&b, slice_cstr(s->nsp), -1, SLICE_LIT("auth"), buf_slice(&tmp));
+	count_out(SIO_EVENT);
+	send_buf(s->cl, &b);
+	buf_dispose(&tmp);
+	buf_dispose(&b);
+}
+
+static void finish_connect(sio_client *cl, const char *nsp, const jwt_claims *claims,
+			   const char *auth_json)
+{
+	sio_sock *s = calloc(1, sizeof(*s));
+	if (!s) {
+		eio_close(cl->e, "out of memory");
+		return;
+	}
+	s->cl = cl;
+	snprintf(s->nsp, sizeof(s->nsp), "%s", nsp);
+	rand_id(s->sid, 20);
+	map_put(&gw.sio_by_sid, slice_make(s->sid, 20), s);
+	s->next = cl->socks;
+	cl->socks = s;
+	sio_count++;
+	gw_timer_cancel(&cl->ct);
+	buf b;
+	buf_init(&b, 0);
+	sio_encode_connect_ok(&b, slice_cstr(s->nsp), slice_make(s->sid, 20));
+	count_out(SIO_CONNECT);
+	send_buf(cl, &b);
+	buf_dispose(&b);
+	if (claims) {
+		set_user(s, claims);
+		bus_ingress(s, "connect", SLICE_NULL, SLICE_NULL, -1, NULL, 0, SLICE_NULL);
+	}
+	log_debug("sid=%s eio=%s nsp=%s user=%s connected", s->sid, cl->e->sid, s->nsp,
+		  s->user ? s->user : "-");
+	if (conformance)
+		emit_auth_echo(s, auth_json);
+}
+
+static void pending_unlink(sio_pending *p)
+{
+	if (!p->cl)
+		return;
+	for (sio_pending **pp = &p->cl->pending; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+}
+
+static void pending_free(sio_pending *p)
+{
+	free(p->auth_json);
+	free(p->data);
+	free(p);
+}
+
+static void forward_user_join(sio_sock *s, sio_pending *p)
+{
+	bus_ingress(s, "event", SLICE_LIT("user-join"), slice_cstr(p->data ? p->data : "[]"),
+		    p->ack, NULL, 0, SLICE_NULL);
+}
+
+static void auth_checked(void *arg, int ok, const char *why)
+{
+	sio_pending *p = arg;
+	pending_unlink(p);
+	if (!p->cl) {
+		pending_free(p);
+		return;
+	}
+	if (!ok && p->valid) {
+		gw.m.handshake_fail[HS_FAIL_AUTH]++;
+		log_info("user=%s token refused: %s", p->claims.id, why);
+	}
+	int good = ok && p->valid;
+	if (!p->s) {
+		finish_connect(p->cl, p->nsp, good ? &p->claims : NULL, p->auth_json);
+	} else if (good) {
+		set_user(p->s, &p->claims);
+		forward_user_join(p->s, p);
+	}
+	pending_free(p);
+}
+
+/* Verifies a token (maybe absent) and continues in auth_checked. */
+static void start_auth(sio_client *cl, sio_pending *p, const cJSON *token)
+{
+	const char *err = "no token";
+	p->cl = cl;
+	p->next = cl->pending;
+	cl->pending = p;
+	if (cJSON_IsString(token) && *gw.cfg.secret) {
+		slice t = slice_cstr(token->valuestring);
+		if (jwt_verify_hs256(t, gw.cfg.secret, strlen(gw.cfg.secret), clock_wall_s(),
+				     gw.cfg.require_exp, &p->claims, &err) == 0) {
+			p->valid = 1;
+			bus_check_revoked(&p->claims, auth_checked, p);
+			return;
+		}
+		gw.m.handshake_fail[HS_FAIL_AUTH]++;
+		log_info("eio=%s token refused: %s", cl->e->sid, err);
+	}
+	auth_checked(p, 0, err);
+}
+
+static void on_connect(sio_client *cl, const sio_packet *pk)
+{
+	char nsp[64];
+	buf b;
+	if (!nsp_known(pk->nsp) || pk->nsp.len >= sizeof(nsp)) {
+		buf_init(&b, 0);
+		sio_encode_connect_error(&b, pk->nsp.len < 64 ? pk->nsp : SLICE_LIT("/"),
+					 "Invalid namespace");
+		count_out(SIO_CONNECT_ERROR);
+		send_buf(cl, &b);
+		buf_dispose(&b);
+		return;
+	}
+	memcpy(nsp, pk->nsp.base, pk->nsp.len);
+	nsp[pk->nsp.len] = '\0';
+	if (find_sock(cl, pk->nsp)) {
+		log_debug("eio=%s second CONNECT to %s ignored", cl->e->sid, nsp);
+		return;
+	}
+	sio_pending *p = calloc(1, sizeof(*p));
+	if (!p) {
+		eio_close(cl->e, "out of memory");
+		return;
+	}
+	snprintf(p->nsp, sizeof(p->nsp), "%s", nsp);
+	cJSON *auth = NULL;
+	if (pk->data.len)
+		auth = cJSON_ParseWithLength(pk->data.base, pk->data.len);
+	if (auth && conformance)
+		p->auth_json = cJSON_PrintUnformatted(auth);
+	start_auth(cl, p, cJSON_GetObjectItemCaseSensitive(auth, "token"));
+	cJSON_Delete(auth);
+}
+
+/* ---- events ---- */
+
+/* The key that orders an event: the channel, chat, document or note it is
+ * about, else its user. */
+static void shard_key(const cJSON *arg0, const sio_sock *s, char *out, size_t cap)
+{
+	static const struct {
+		const char *field, *prefix;
+	} keys[] = {{"channel_id", "channel:"},
+		    {"chat_id", "chat:"},
+		    {"document_id", "doc:"},
+		    {"note_id", "note:"}};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(arg0, keys[i].field);
+		if (cJSON_IsString(v) && strlen(v->valuestring) < 200) {
+			snprintf(out, cap, "%s%s", keys[i].prefix, v->valuestring);
+			return;
+		}
+	}
+	snprintf(out, cap, "user:%s", s->user ? s->user : "");
+}
+
+static void conformance_event(sio_sock *s, const char *name, cJSON *args, int64_t id,
+			      uint32_t natt, const slice *att)
+{
+	char *txt = cJSON_PrintUnformatted(args);
+	buf b;
+	buf_init(&b, 0);
+	if (strcmp(name, "message") == 0) {
+		buf data;
+		buf_init(&data, 0);
+		buf_append_cstr(&data, "[\"message-back\"");
+		if (cJSON_GetArraySize(args) > 0) {
+			buf_append_byte(&data, ',');
+			buf_append(&data, txt + 1, strlen(txt) - 1);
+		} else {
+			buf_append_byte(&data, ']');
+		}
+		sio_encode(&b, natt ? SIO_BINARY_EVENT : SIO_EVENT, slice_cstr(s->nsp), -1, natt,
+			   buf_slice(&data));
+		buf_dispose(&data);
+	} else if (strcmp(name, "message-with-ack") == 0 && id >= 0) {
+		sio_encode(&b, natt ? SIO_BINARY_ACK : SIO_ACK, slice_cstr(s->nsp), id, natt,
+			   slice_cstr(txt));
+	}
+	if (b.len) {
+		send_buf(s->cl, &b);
+		for (uint32_t i = 0; i < natt; i++)
+			eio_send(s->cl->e, att[i], 1);
+	}
+	buf_dispose(&b);
+	free(txt);
+}
+
+/* Removes credentials and forged identity fields from the first argument
+ * before it leaves the gateway: the worker gets the verified identity in
+ * the entry, never a token or a client-chosen user id. */
+static void scrub(cJSON *arg0)
+{
+	static const char *const fields[] = {"auth", "user_id", "session_id", "socket_id", "token"};
+	if (!cJSON_IsObject(arg0))
+		return;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(*fields); i++)
+		cJSON_DeleteItemFromObjectCaseSensitive(arg0, fields[i]);
+}
+
+static void on_user_join(sio_sock *s, cJSON *arg0, const char *data, int64_t ack)
+{
+	const cJSON *auth = cJSON_GetObjectItemCaseSensitive(arg0, "auth");
+	const cJSON *token = cJSON_GetObjectItemCaseSensitive(auth, "token");
+	sio_pending *p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->s = s;
+	p->ack = ack;
+	p->data = data ? strdup(data) : NULL;
+	snprintf(p->nsp, sizeof(p->nsp), "%s", s->nsp);
+	start_auth(s->cl, p, token);
+}
+
+static void dispatch_event(sio_client *cl, const sio_packet *pk, const slice *att, uint32_t natt)
+{
+	sio_sock *s = find_sock(cl, pk->nsp);
+	if (!s) {
+		log_debug("eio=%s event for unconnected namespace dropped", cl->e->sid);
+		return;
+	}
+	cJSON *data = cJSON_ParseWithLength(pk->data.base, pk->data.len);
+	const char *err = NULL;
+	if (!data || (natt && sio_check_placeholders(data, natt, &err) < 0)) {
+		gw.m.closed_bad_input++;
+		log_info("sid=%s bad event payload (%s): closing", s->sid, err ? err : "json");
+		cJSON_Delete(data);
+		eio_close(cl->e, "bad packet");
+		return;
+	}
+	int is_ack = pk->type == SIO_ACK || pk->type == SIO_BINARY_ACK;
+	char name[256] = "";
+	if (!is_ack) {
+		cJSON *first = cJSON_DetachItemFromArray(data, 0);
+		snprintf(name, sizeof(name), "%s", first->valuestring);
+		cJSON_Delete(first);
+	}
+	if (conformance && !is_ack) {
+		conformance_event(s, name, data, pk->id, natt, att);
+	} else if (!is_ack && strcmp(name, "user-join") == 0) {
+		cJSON *arg0 = cJSON_GetArrayItem(data, 0);
+		cJSON *copy = cJSON_Duplicate(data, 1);
+		scrub(cJSON_GetArrayItem(copy, 0));
+		char *txt = cJSON_PrintUnformatted(copy);
+		on_user_join(s, arg0, txt, pk->id);
+		free(txt);
+		cJSON_Delete(copy);
+	} else if (!s->user) {
+		log_debug("sid=%s event '%s' from an anonymous socket dropped", s->sid, name);
+	} else {
+		cJSON *arg0 = cJSON_GetArrayItem(data, 0);
+		char key[256];
+		shard_key(arg0, s, key, sizeof(key));
+		scrub(arg0);
+		char *txt = cJSON_PrintUnformatted(data);
+		if (is_ack)
+			bus_ingress(s, "ack", SLICE_NULL, slice_cstr(txt), pk->id, att, natt,
+				    slice_cstr(key));
+		else
+			bus_ingress(s, "event", slice_cstr(name), slice_cstr(txt), pk->id, att,
+				    natt, slice_cstr(key));
+		free(txt);
+	}
+	cJSON_Delete(data);
+}
+
+/* ---- teardown ---- */
+
+static void free_sock(sio_sock *s, const char *reason)
+{
+	sio_client *cl = s->cl;
+	for (sio_sock **pp = &cl->socks; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	for (sio_pending *p = cl->pending; p; p = p->next)
+		if (p->s == s)
+			p->cl = NULL, p->s = NULL;
+	if (s->user) {
+		bus_ingress(s, "disconnect", SLICE_NULL, SLICE_NULL, -1, NULL, 0, SLICE_NULL);
+		bus_session_del(s);
+	}
+	log_debug("sid=%s user=%s disconnected: %s", s->sid, s->user ? s->user : "-", reason);
+	rooms_leave_all(&s->rooms);
+	gw_timer_cancel(&s->exp_timer);
+	map_del(&gw.sio_by_sid, slice_make(s->sid, 20));
+	sio_count--;
+	free(s->user);
+	free(s);
+}
+
+static void client_close_sock(sio_sock *s, int notify_client, const char *reason)
+{
+	if (notify_client) {
+		buf b;
+		buf_init(&b, 0);
+		sio_encode(&b, SIO_DISCONNECT, slice_cstr(s->nsp), -1, 0, SLICE_NULL);
+		count_out(SIO_DISCONNECT);
+		send_buf(s->cl, &b);
+		buf_dispose(&b);
+	}
+	free_sock(s, reason);
+}
+
+static void drop_attachments(sio_client *cl)
+{
+	for (uint32_t i = 0; i < cl->natt; i++)
+		buf_dispose(&cl->att[i]);
+	free(cl->att);
+	cl->att = NULL;
+	cl->natt = cl->want_att = 0;
+	cl->att_bytes = 0;
+	buf_dispose(&cl->packet);
+}
+
+/* ---- Engine.IO glue ---- */
+
+static void connect_timeout(wheel_timer *t)
+{
+	sio_client *cl = t->data;
+	log_debug("eio=%s no Socket.IO CONNECT in time", cl->e->sid);
+	eio_close(cl->e, "connect timeout");
+}
+
+static void on_open(eio_sock *e)
+{
+	sio_client *cl = calloc(1, sizeof(*cl));
+	if (!cl) {
+		eio_close(e, "out of memory");
+		return;
+	}
+	cl->e = e;
+	e->ud = cl;
+	buf_init(&cl->packet, 0);
+	wheel_timer_init(&cl->ct, connect_timeout, cl);
+	gw_timer_set(&cl->ct, (uint64_t)gw.cfg.connect_timeout_ms);
+}
+
+static sio_limits lims(void)
+{
+	sio_limits l = {(uint32_t)gw.cfg.max_attachments, 0};
+	return l;
+}
+
+static void handle_packet(sio_client *cl, const sio_packet *pk, const slice *att, uint32_t natt)
+{
+	if (pk->type >= 0 && pk->type < 7)
+		gw.m.pkts_in[pk->type]++;
+	switch (pk->type) {
+	case SIO_CONNECT:
+		on_connect(cl, pk);
+		break;
+	case SIO_DISCONNECT: {
+		sio_sock *s = find_sock(cl, pk->nsp);
+		if (s)
+			free_sock(s, "client namespace disconnect");
+		break;
+	}
+	case SIO_EVENT:
+	case SIO_ACK:
+	case SIO_BINARY_EVENT:
+	case SIO_BINARY_ACK:
+		dispatch_event(cl, pk, att, natt);
+		break;
+	default:
+		gw.m.closed_bad_input++;
+		log_info("eio=%s unexpected Socket.IO packet type %d: closing", cl->e->sid,
+			 pk->type);
+		eio_close(cl->e, "bad packet");
+	}
+}
+
+static void on_message(eio_sock *e, slice data, int binary)
+{
+	sio_client *cl = e->ud;
+	const char *err = NULL;
+	sio_limits l = lims();
+	if (binary) {
+		if (!cl->want_att || cl->att_bytes + data.len > (size_t)gw.cfg.max_payload) {
+			gw.m.closed_bad_input++;
+			log_info("eio=%s unexpected or oversized binary attachment: closing", e->sid);
+			eio_close(e, "bad attachment");
+			return;
+		}
+		buf_init(&cl->att[cl->natt], 0);
+		buf_append_slice(&cl->att[cl->natt], data);
+		cl->natt++;
+		cl->att_bytes += data.len;
+		if (cl->natt < cl->want_att)
+			return;
+		sio_packet pk;
+		slice atts[SIO_MAX_ATTACHMENTS];
+		sio_parse(buf_slice(&cl->packet), &l, &pk, &err);
+		for (uint32_t i = 0; i < cl->natt; i++)
+			atts[i] = buf_slice(&cl->att[i]);
+		handle_packet(cl, &pk, atts, cl->natt);
+		if (!(e->flags & EIO_F_CLOSED))
+			drop_attachments(cl);
+		return;
+	}
+	if (cl->want_att) {
+		gw.m.closed_bad_input++;
+		log_info("eio=%s text packet while attachments were expected: closing", e->sid);
+		eio_close(e, "bad attachment");
+		return;
+	}
+	sio_packet pk;
+	if (sio_parse(data, &l, &pk, &err) < 0) {
+		char sample[80];
+		gw.m.closed_bad_input++;
+		log_info("eio=%s malformed Socket.IO packet (%s): closing; sample %s", e->sid, err,
+			 log_sample(sample, sizeof(sample), data.base, data.len, 40));
+		eio_close(e, "bad packet");
+		return;
+	}
+	if (pk.attachments) {
+		/* Keep the packet text; its slices are re-parsed once complete. */
+		cl->att = calloc(pk.attachments, sizeof(buf));
+		if (!cl->att || buf_append_slice(&cl->packet, data) < 0) {
+			eio_close(e, "out of memory");
+			return;
+		}
+		cl->want_att = pk.attachments;
+		return;
+	}
+	handle_packet(cl, &pk, NULL, 0);
+}
+
+static void on_close(eio_sock *e, const char *reason)
+{
+	sio_client *cl = e->ud;
+	if (!cl)
+		return;
+	while (cl->socks)
+		free_sock(cl->socks, reason);
+	for (sio_pending *p = cl->pending; p; p = p->next)
+		p->cl = NULL;
+	gw_timer_cancel(&cl->ct);
+	drop_attachments(cl);
+	free(cl);
+	e->ud = NULL;
+}
+
+const eio_handler sio_eio_handler = {on_open, on_message, on_close};
+
+/* ---- delivery ---- */
+
+typedef struct frames {
+	rbuf *text;
+	rbuf *bin[SIO_MAX_ATTACHMENTS];
+} frames;
+
+static void send_frames(sio_sock *s, const frames *f, slice packet, const slice *att,
+			uint32_t natt)
+{
+	eio_sock *e = s->cl->e;
+	eio_send_shared(e, f->text, packet, 0);
+	for (uint32_t i = 0; i < natt; i++)
+		eio_send_shared(e, f->bin[i], att[i], 1);
+	gw.m.deliveries++;
+}
+
+static int build_frames(frames *f, slice packet, const slice *att, uint32_t natt)
+{
+	f->text = ws_frame_build2(WS_OP_TEXT, '4', packet);
+	for (uint32_t i = 0; i < natt; i++)
+		f->bin[i] = ws_frame_build(WS_OP_BINARY, att[i]);
+	return f->text ? 0 : -1;
+}
+
+static void release_frames(frames *f, uint32_t natt)
+{
+	rbuf_unref(f->text);
+	for (uint32_t i = 0; i < natt; i++)
+		rbuf_unref(f->bin[i]);
+}
+
+uint32_t sio_deliver_room(slice name, slice packet, const slice *att, uint32_t natt, slice except)
+{
+	room *r = rooms_get(name);
+	if (!r || natt > SIO_MAX_ATTACHMENTS)
+		return 0;
+	frames f;
+	if (build_frames(&f, packet, att, natt) < 0)
+		return 0;
+	uint32_t n = 0;
+	/* Sends never free members synchronously (slow consumers are closed from
+	 * the flush event), so the room is stable while we walk it. */
+	for (rmember *m = r->head; m; m = m->rnext) {
+		sio_sock *s = m->owner;
+		if (except.len && except.len == 20 && memcmp(s->sid, except.base, 20) == 0)
+			continue;
+		send_frames(s, &f, packet, att, natt);
+		n++;
+	}
+	release_frames(&f, natt);
+	return n;
+}
+
+uint32_t sio_deliver_sid(slice sid, slice packet, const slice *att, uint32_t natt)
+{
+	sio_sock *s = map_get(&gw.sio_by_sid, sid);
+	if (!s || natt > SIO_MAX_ATTACHMENTS)
+		return 0;
+	frames f;
+	if (build_frames(&f, packet, att, natt) < 0)
+		return 0;
+	send_frames(s, &f, packet, att, natt);
+	release_frames(&f, natt);
+	return 1;
+}
+
+int sio_join(slice sid, slice name)
+{
+	sio_sock *s = map_get(&gw.sio_by_sid, sid);
+	return s ? rooms_join(&s->rooms, s, name) : 0;
+}
+
+int sio_leave(slice sid, slice name)
+{
+	sio_sock *s = map_get(&gw.sio_by_sid, sid);
+	return s ? rooms_leave(&s->rooms, name) : 0;
+}
+
+int sio_disconnect(slice sid)
+{
+	sio_sock *s = map_get(&gw.sio_by_sid, sid);
+	if (!s)
+		return 0;
+	client_close_sock(s, 1, "disconnected by the server");
+	return 1;
+}
+
+void sio_each_authed(void (*fn)(const sio_sock *s))
+{
+	map_entry *e;
+	for (size_t i = 0; (e = map_next(&gw.sio_by_sid, &i)) != NULL;) {
+		const sio_sock *s = e->value;
+		if (s->user)
+			fn(s);
+	}
+}
