@@ -15,7 +15,7 @@ static void echo_close(eio_sock *e, const char *reason)
 {
 }
 
-const eio_handler conformance_eio_echo = {echo_open, echo_message, echo_close};
+const eio_handler conformance_eio_echo = {echo_open, echo_message, echo_close, NULL};
 
 static void ws_echo_message(ws *w, int opcode, slice payload)
 {

@@ -16,6 +16,7 @@
 #define LINGER_MS 2000
 
 uint64_t conn_count;
+void (*conn_freed_hook)(conn *c);
 
 static struct event *flush_ev;
 static conn *dirty_head;
@@ -248,6 +249,8 @@ static void flush_all(evutil_socket_t fd, short what, void *arg)
 		free_head = c->free_next;
 		drop_queue(c);
 		buf_dispose(&c->in);
+		if (conn_freed_hook)
+			conn_freed_hook(c);
 		close(c->fd);
 		conn_count--;
 		free(c);

@@ -105,4 +105,8 @@ void conn_resume(conn *c);
 /* Number of live connections. */
 extern uint64_t conn_count;
 
+/* Called for every connection just before its memory is released (the
+ * process layer's per-address accounting). */
+extern void (*conn_freed_hook)(conn *c);
+
 #endif

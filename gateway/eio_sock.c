@@ -161,17 +161,20 @@ static void session_free(eio_sock *e, const char *reason)
 	eio_count--;
 	if (e->h && e->h->on_close)
 		e->h->on_close(e, reason);
+	/* 1001 tells a client the server is going away (it reconnects to
+	 * another gateway); 1000 is an ordinary end of session. */
+	uint16_t code = gw.draining ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL;
 	if (e->probe) {
 		ws *p = e->probe;
 		e->probe = NULL;
 		p->ud = NULL;
-		ws_close(p, WS_CLOSE_NORMAL, reason);
+		ws_close(p, code, reason);
 	}
 	if (e->ws) {
 		ws *w = e->ws;
 		e->ws = NULL;
 		w->ud = NULL;
-		ws_close(w, WS_CLOSE_NORMAL, reason);
+		ws_close(w, code, reason);
 	}
 	if (e->poll) {
 		conn *c = e->poll;
@@ -213,8 +216,11 @@ static int on_packet(eio_sock *e, const eio_packet *p)
 	gw.m.eio_in++;
 	switch (p->type) {
 	case EIO_PONG:
-		if (e->flags & EIO_F_PING_SENT)
+		if (e->flags & EIO_F_PING_SENT) {
 			arm_ping(e);
+			if (e->h->on_heartbeat)
+				e->h->on_heartbeat(e);
+		}
 		return 0;
 	case EIO_MESSAGE:
 		if (p->b64) {

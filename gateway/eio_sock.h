@@ -27,6 +27,8 @@ typedef struct eio_handler {
 	void (*on_message)(eio_sock *e, slice data, int binary);
 	/* The session ended; e is freed right after. Exactly once. */
 	void (*on_close)(eio_sock *e, const char *reason);
+	/* The client answered a ping (liveness); may be NULL. */
+	void (*on_heartbeat)(eio_sock *e);
 } eio_handler;
 
 enum { EIO_T_POLLING = 1, EIO_T_WEBSOCKET = 2 };

@@ -98,6 +98,45 @@ static void public_route(conn *c, const http_request *req, slice body)
 	httpd_error(c, 404, "not found");
 }
 
+/* Connections per client address, when limited: one small counter per
+ * address that has connections, keyed by its own bytes. */
+typedef struct ip_count {
+	uint32_t ip;
+	uint32_t n;
+} ip_count;
+
+static int ip_admit(uint32_t ip)
+{
+	if (!gw.cfg.max_conns_per_ip || !ip)
+		return 1;
+	ip_count *ic = map_get(&gw.ip_counts, slice_make(&ip, sizeof(ip)));
+	if (!ic) {
+		ic = calloc(1, sizeof(*ic));
+		if (!ic)
+			return 0;
+		ic->ip = ip;
+		if (map_put(&gw.ip_counts, slice_make(&ic->ip, sizeof(ic->ip)), ic) < 0) {
+			free(ic);
+			return 0;
+		}
+	}
+	if (ic->n >= (uint64_t)gw.cfg.max_conns_per_ip)
+		return 0;
+	ic->n++;
+	return 1;
+}
+
+static void ip_release(conn *c)
+{
+	if (!gw.cfg.max_conns_per_ip || !c->peer_ip)
+		return;
+	ip_count *ic = map_get(&gw.ip_counts, slice_make(&c->peer_ip, sizeof(c->peer_ip)));
+	if (ic && --ic->n == 0) {
+		map_del(&gw.ip_counts, slice_make(&ic->ip, sizeof(ic->ip)));
+		free(ic);
+	}
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
 	listener *l = arg;
@@ -111,13 +150,28 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 				log_error("accept on %s: %s", l->name, strerror(errno));
 			return;
 		}
+		uint32_t ip = ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_addr.s_addr : 0;
+		if (l == &pub && !ip_admit(ip)) {
+			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+						   "Content-Length: 0\r\nConnection: close\r\n\r\n";
+			gw.m.handshake_fail[HS_FAIL_TOO_MANY]++;
+			log_debug("refused a connection: too many from one address");
+			if (write(cfd, busy, sizeof(busy) - 1) < 0) {
+				/* nothing more to do for a refused peer */
+			}
+			close(cfd);
+			continue;
+		}
 		int one = 1;
 		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		conn *c = conn_create(cfd, NULL, NULL);
-		if (!c)
+		if (!c) {
+			if (l == &pub)
+				ip_release(&(conn){.peer_ip = ip});
 			continue;
-		if (ss.ss_family == AF_INET)
-			c->peer_ip = ((struct sockaddr_in *)&ss)->sin_addr.s_addr;
+		}
+		if (l == &pub)
+			c->peer_ip = ip;
 		gw.m.accepted++;
 		httpd_start(c, l->route);
 	}
@@ -299,6 +353,8 @@ int main(int argc, char **argv)
 	map_init(&gw.eio_by_sid);
 	map_init(&gw.sio_by_sid);
 	map_init(&gw.rooms);
+	map_init(&gw.ip_counts);
+	conn_freed_hook = ip_release;
 	if (bus_init() < 0) {
 		fprintf(stderr, "tidings-gateway: bad Redis URL '%s'\n", gw.cfg.redis_url);
 		return 2;

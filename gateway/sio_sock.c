@@ -605,7 +605,17 @@ static void on_close(eio_sock *e, const char *reason)
 	e->ud = NULL;
 }
 
-const eio_handler sio_eio_handler = {on_open, on_message, on_close};
+/* Each answered ping refreshes the Redis sessions' TTL, so a session
+ * outlives its socket by at most ping interval + timeout + a margin. */
+static void on_heartbeat(eio_sock *e)
+{
+	sio_client *cl = e->ud;
+	for (sio_sock *s = cl ? cl->socks : NULL; s; s = s->next)
+		if (s->user)
+			bus_session_touch(s);
+}
+
+const eio_handler sio_eio_handler = {on_open, on_message, on_close, on_heartbeat};
 
 /* ---- delivery ---- */
 
