@@ -73,9 +73,9 @@ void eio_parse_binary(slice msg, eio_packet *pkt);
 
 /*
  * Iterates over the packets of a polling payload (an HTTP POST body).
- * Initialise with eio_payload_init (or as {payload}: a zeroed state is the
- * initial one); the payload stays the caller's and must outlive the packets
- * handed out.
+ * Initialise with eio_payload_init (or as {.rest = payload}: a zeroed state
+ * is the initial one); the payload stays the caller's and must outlive the
+ * packets handed out.
  */
 typedef struct eio_payload_iter {
 	slice rest; /* bytes not yet looked at */

@@ -90,11 +90,9 @@ static void poll_flush(eio_sock *e)
 	conn *c = e->poll;
 	e->poll = NULL;
 	gw.m.conns_polling--;
-	/* The Origin of a held request is gone; polling responses to held GETs
-	 * carry the headers the handshake would have: none are needed for
-	 * same-origin pages, and cross-origin ones re-send Origin on the next
-	 * request, which is answered with them. */
-	httpd_respond(c, 200, "text/plain; charset=UTF-8", NULL, e->pq.data, e->pq.len);
+	httpd_respond(c, 200, "text/plain; charset=UTF-8", e->poll_cors, e->pq.data, e->pq.len);
+	free(e->poll_cors);
+	e->poll_cors = NULL;
 	buf_reset(&e->pq);
 	if (e->pq.cap > 4096)
 		buf_dispose(&e->pq);
@@ -151,6 +149,11 @@ int eio_send_shared(eio_sock *e, rbuf *ws_frame, slice data, int binary)
 	return poll_queue(e, EIO_MESSAGE, data, binary);
 }
 
+static void free_later(wheel_timer *t)
+{
+	free(t->data);
+}
+
 static void session_free(eio_sock *e, const char *reason)
 {
 	if (e->flags & EIO_F_CLOSED)
@@ -181,10 +184,15 @@ static void session_free(eio_sock *e, const char *reason)
 		e->poll = NULL;
 		gw.m.conns_polling--;
 		c->flags &= ~CONN_KEEPALIVE;
-		httpd_respond(c, 200, "text/plain; charset=UTF-8", NULL, "1", 1);
+		httpd_respond(c, 200, "text/plain; charset=UTF-8", e->poll_cors, "1", 1);
 	}
+	free(e->poll_cors);
+	e->poll_cors = NULL;
 	buf_dispose(&e->pq);
-	free(e);
+	/* Freed from the wheel, after every callback on the stack unwinds:
+	 * callers may still test e->flags for EIO_F_CLOSED. */
+	wheel_timer_init(&e->hb, free_later, e);
+	gw_timer_set(&e->hb, 0);
 }
 
 void eio_close(eio_sock *e, const char *reason)
@@ -284,7 +292,7 @@ static void ws_on_message(ws *w, int opcode, slice payload)
 				/* Answer the last poll with a noop so it ends cleanly. */
 				conn *c = e->poll;
 				e->poll = NULL;
-				httpd_respond(c, 200, "text/plain; charset=UTF-8", NULL, "6", 1);
+				httpd_respond(c, 200, "text/plain; charset=UTF-8", e->poll_cors, "6", 1);
 			}
 			/* Whatever was queued for polling goes out first, in order. */
 			eio_payload_iter it;
@@ -364,6 +372,12 @@ static void handle_get(conn *c, const http_request *req, eio_sock *e)
 		buf_reset(&e->pq);
 		return;
 	}
+	/* The request's headers are gone by the time the poll is answered;
+	 * keep the CORS lines its answer needs. */
+	char hdrs[600];
+	cors_headers(req, hdrs, sizeof(hdrs));
+	free(e->poll_cors);
+	e->poll_cors = *hdrs ? strdup(hdrs) : NULL;
 	e->poll = c;
 	gw.m.conns_polling++;
 	httpd_hold(c, poll_abort, e);

@@ -49,6 +49,7 @@ struct eio_sock {
 	ws *ws;       /* the WebSocket transport once open or upgraded */
 	ws *probe;    /* a WebSocket being probed during an upgrade */
 	conn *poll;   /* a held long-poll GET */
+	char *poll_cors; /* CORS header lines for the held GET's answer */
 	buf pq;       /* polling: packets waiting for the next GET, as a payload */
 	wheel_timer hb;
 	uint32_t peer_ip;

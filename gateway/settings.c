@@ -45,7 +45,7 @@ const config_opt settings_table[] = {
 	 S(connect_timeout_ms), 0, "time allowed between the Engine.IO open and a Socket.IO CONNECT"},
 	{"max-payload", "TIDINGS_MAX_PAYLOAD", NULL, 0, CFG_INT, "1000000", 1024, 1LL << 30,
 	 S(max_payload), 0, "largest message or polling body accepted, bytes"},
-	{"max-attachments", "TIDINGS_MAX_ATTACHMENTS", NULL, 0, CFG_INT, "10", 0, 1000,
+	{"max-attachments", "TIDINGS_MAX_ATTACHMENTS", NULL, 0, CFG_INT, "10", 0, 16,
 	 S(max_attachments), 0, "binary attachments per Socket.IO packet"},
 	{"max-fragments", "TIDINGS_MAX_FRAGMENTS", NULL, 0, CFG_INT, "1024", 1, 1 << 20,
 	 S(max_fragments), 0, "WebSocket fragments per message"},

@@ -236,9 +236,11 @@ static int scan_key(const unsigned char *p, size_t n, size_t *pos)
 /*
  * Validates s as one JSON text. On success *kind is the kind of the
  * top-level value and *first the kind of a top-level array's first element
- * (JV_NONE when there is none).
+ * (JV_NONE when there is none); when that element is a string, *first_tok is
+ * its literal, quotes included.
  */
-static int json_scan(slice s, uint32_t max_depth, int *kind, int *first, const char **err)
+static int json_scan(slice s, uint32_t max_depth, int *kind, int *first, slice *first_tok,
+                     const char **err)
 {
 	const unsigned char *p = (const unsigned char *)s.base;
 	size_t n = s.len, i = 0, depth = 0;
@@ -250,7 +252,7 @@ static int json_scan(slice s, uint32_t max_depth, int *kind, int *first, const c
 		i = skip_ws(p, n, i);
 		if (i >= n)
 			return fail(err, "truncated JSON");
-		size_t at = depth;
+		size_t at = depth, start = i;
 		unsigned char c = p[i];
 		if (c == '{' || c == '[') {
 			if (depth >= max_depth)
@@ -262,8 +264,10 @@ static int json_scan(slice s, uint32_t max_depth, int *kind, int *first, const c
 		}
 		if (at == 0)
 			*kind = k;
-		else if (at == 1 && open[0] == '[' && *first == JV_NONE)
+		else if (at == 1 && open[0] == '[' && *first == JV_NONE) {
 			*first = k;
+			*first_tok = slice_make(p + start, i - start);
+		}
 		if (k == JV_OBJECT || k == JV_ARRAY) {
 			i = skip_ws(p, n, i + 1);
 			if (i >= n || p[i] != (c == '{' ? '}' : ']')) {
@@ -343,10 +347,49 @@ static int scan_nsp(const char *p, size_t n, size_t *pos, slice *nsp, const char
 	return 0;
 }
 
+/*
+ * Whether the JSON string literal tok (validated, quotes included) decodes
+ * to the ASCII word. Only \uXXXX escapes can stand for a letter or '_'; any
+ * other escape decodes to a character no word contains.
+ */
+static int literal_is(slice tok, const char *word)
+{
+	const unsigned char *p = (const unsigned char *)tok.base + 1;
+	size_t n = tok.len - 2, i = 0;
+	for (; *word; word++) {
+		if (i >= n)
+			return 0;
+		unsigned c = p[i++];
+		if (c == '\\') {
+			if (p[i] != 'u' || hex4(p + i + 1, &c) < 0)
+				return 0;
+			i += 5;
+		}
+		if (c != (unsigned char)*word)
+			return 0;
+	}
+	return i == n;
+}
+
+/*
+ * Event names socket.io-parser refuses in an EVENT, because its client and
+ * server use them for their own lifecycle events.
+ */
+static int is_reserved_event(slice tok)
+{
+	static const char *const reserved[] = {"connect",       "connect_error", "disconnect",
+	                                       "disconnecting", "newListener",   "removeListener"};
+	for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+		if (literal_is(tok, reserved[i]))
+			return 1;
+	return 0;
+}
+
 /* Checks that the data's presence and JSON kind suit the packet type. */
 static int check_data(const sio_packet *pkt, uint32_t max_depth, const char **err)
 {
 	int t = pkt->type, kind, first;
+	slice name = SLICE_NULL;
 	if (pkt->data.len == 0) {
 		if (t == SIO_CONNECT || t == SIO_DISCONNECT)
 			return 0;
@@ -354,7 +397,7 @@ static int check_data(const sio_packet *pkt, uint32_t max_depth, const char **er
 	}
 	if (t == SIO_DISCONNECT)
 		return fail(err, "DISCONNECT carries no payload");
-	if (json_scan(pkt->data, max_depth, &kind, &first, err) < 0)
+	if (json_scan(pkt->data, max_depth, &kind, &first, &name, err) < 0)
 		return -1;
 	switch (t) {
 	case SIO_CONNECT:
@@ -365,7 +408,7 @@ static int check_data(const sio_packet *pkt, uint32_t max_depth, const char **er
 	case SIO_BINARY_EVENT:
 		if (kind != JV_ARRAY || first != JV_STRING)
 			return fail(err, "EVENT payload is not an array starting with a name");
-		return 0;
+		return is_reserved_event(name) ? fail(err, "reserved event name") : 0;
 	default:
 		return kind == JV_ARRAY ? 0 : fail(err, "ACK payload is not an array");
 	}
@@ -397,7 +440,7 @@ int sio_parse(slice text, const sio_limits *lim, sio_packet *pkt, const char **e
 		int rc = scan_decimal(p, n, &i, max_att, &v);
 		if (rc == -2)
 			return fail(err, "too many attachments");
-		if (rc < 0 || i >= n || p[i] != '-')
+		if (rc < 0 || v == 0 || i >= n || p[i] != '-')
 			return fail(err, "bad attachment count");
 		pkt->attachments = (uint32_t)v;
 		i++;
@@ -504,15 +547,16 @@ int sio_check_placeholders(const cJSON *data, uint32_t attachments, const char *
 /* Appends the header "<type>[<n>-][<nsp>,][<id>]" shared by all encoders. */
 static int put_head(buf *out, int type, slice nsp, int64_t id, uint32_t attachments)
 {
-	if (type < SIO_CONNECT || type > SIO_BINARY_ACK || id < -1 || id > SIO_MAX_ACK_ID)
+	int binary = type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK;
+	if (type < SIO_CONNECT || type > SIO_BINARY_ACK || id < -1 || id > SIO_MAX_ACK_ID ||
+	    (binary && attachments == 0))
 		return -1;
 	int root = nsp.len == 0 || (nsp.len == 1 && nsp.base[0] == '/');
 	if (!root && (nsp.base[0] != '/' || memchr(nsp.base, ',', nsp.len)))
 		return -1;
 	if (buf_append_byte(out, (char)('0' + type)) < 0)
 		return -1;
-	if ((type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK) &&
-	    (buf_append_u64(out, attachments) < 0 || buf_append_byte(out, '-') < 0))
+	if (binary && (buf_append_u64(out, attachments) < 0 || buf_append_byte(out, '-') < 0))
 		return -1;
 	if (!root && (buf_append_slice(out, nsp) < 0 || buf_append_byte(out, ',') < 0))
 		return -1;

@@ -58,7 +58,7 @@ enum {
 
 typedef struct sio_packet {
 	int type;             /* SIO_CONNECT .. SIO_BINARY_ACK */
-	slice nsp;            /* "/" when absent; otherwise starts with '/', no ',' */
+	slice nsp;            /* starts with '/', no ','; a static "/" when absent */
 	int64_t id;           /* ack id 0..SIO_MAX_ACK_ID, or -1 when absent */
 	uint32_t attachments; /* BINARY_EVENT/BINARY_ACK only; 0 otherwise */
 	slice data;           /* the JSON text as sent (may have surrounding JSON
@@ -66,8 +66,9 @@ typedef struct sio_packet {
 } sio_packet;
 
 typedef struct sio_limits {
-	uint32_t max_attachments; /* SIO_DEFAULT_MAX_ATTACHMENTS is 10; values above
-	                           * SIO_MAX_ATTACHMENTS mean SIO_MAX_ATTACHMENTS */
+	uint32_t max_attachments; /* SIO_DEFAULT_MAX_ATTACHMENTS is 10; 0 refuses all
+	                           * binary packets; values above SIO_MAX_ATTACHMENTS
+	                           * mean SIO_MAX_ATTACHMENTS */
 	uint32_t max_depth;       /* JSON nesting; 0 means SIO_DEFAULT_MAX_DEPTH,
 	                           * values above SIO_MAX_DEPTH mean SIO_MAX_DEPTH */
 } sio_limits;
@@ -80,8 +81,8 @@ typedef struct sio_limits {
  * Strict, in this order:
  *   - type: one digit 0-6;
  *   - attachments: required for BINARY_EVENT/BINARY_ACK and absent
- *     otherwise: decimal digits without a leading zero (a lone "0" is
- *     allowed), at most lim->max_attachments, then '-';
+ *     otherwise: decimal digits without a leading zero, from 1 (as
+ *     socket.io-parser 4.2.7 requires) to lim->max_attachments, then '-';
  *   - namespace: when the next byte is '/', the bytes up to the first ','
  *     (which must exist, and is consumed); no control bytes (< 0x20, 0x7f)
  *     and valid UTF-8;
@@ -90,16 +91,17 @@ typedef struct sio_limits {
  *   - data: everything else, which must be absent or one RFC 8259 JSON value
  *     (optionally surrounded by JSON whitespace) of the kind the type needs:
  *     CONNECT absent or object; DISCONNECT absent; EVENT/BINARY_EVENT an
- *     array whose first element is a string (the event name); ACK/BINARY_ACK
- *     an array; CONNECT_ERROR an object.
+ *     array whose first element is a string (the event name) other than the
+ *     names socket.io-parser reserves ("connect", "connect_error",
+ *     "disconnect", "disconnecting", "newListener", "removeListener", however
+ *     escaped); ACK/BINARY_ACK an array; CONNECT_ERROR an object.
  * The JSON check is our own (no allocation) and stricter than cJSON in ways
  * that keep the bytes safe for C strings and Postgres: strings must be valid
  * UTF-8 without raw control bytes, escapes must be well-formed, \u0000 and
  * unpaired surrogate escapes are refused, numbers follow the RFC grammar and
  * are at most 63 characters (cJSON's own limit), nesting is at most
  * lim->max_depth, and a byte-order mark is refused. Whatever passes is
- * guaranteed to parse with cJSON (sio_parse_data). Reserved event names
- * ("connect", "disconnect", ...) are left to the caller.
+ * guaranteed to parse with cJSON (sio_parse_data).
  *
  * Returns 0, or -1 with *err set to a static, human-readable reason (and
  * *pkt unspecified). `err` may be NULL.
@@ -133,10 +135,11 @@ int sio_check_placeholders(const cJSON *data, uint32_t attachments, const char *
  * Appends one packet in text form. nsp "/" (or empty) is left out, any other
  * must start with '/' and contain no ','; it is written followed by ','.
  * id -1 is left out, otherwise it must be 0..SIO_MAX_ACK_ID. attachments is
- * written ("<n>-") for BINARY_EVENT/BINARY_ACK only. json is copied as it is
- * (may be empty): the caller vouches that it is valid JSON of the right kind.
- * Returns 0, or -1 on a bad type, nsp or id, or past out's limit (out
- * unchanged).
+ * written ("<n>-") for BINARY_EVENT/BINARY_ACK only, where it must be at
+ * least 1 (socket.io-parser refuses 0), and is ignored for the other types.
+ * json is copied as it is (may be empty): the caller vouches that it is
+ * valid JSON of the right kind. Returns 0, or -1 on a bad type, nsp, id or
+ * attachment count, or past out's limit (out unchanged).
  */
 int sio_encode(buf *out, int type, slice nsp, int64_t id, uint32_t attachments, slice json);
 

@@ -552,14 +552,25 @@ static void on_message(eio_sock *e, slice data, int binary)
 		cl->att_bytes += data.len;
 		if (cl->natt < cl->want_att)
 			return;
+		/* Take the packet and its attachments out of the client first: the
+		 * handler may close the session, which frees the client. */
+		buf packet = cl->packet;
+		buf *held = cl->att;
+		uint32_t n = cl->natt;
+		buf_init(&cl->packet, 0);
+		cl->att = NULL;
+		cl->natt = cl->want_att = 0;
+		cl->att_bytes = 0;
 		sio_packet pk;
 		slice atts[SIO_MAX_ATTACHMENTS];
-		sio_parse(buf_slice(&cl->packet), &l, &pk, &err);
-		for (uint32_t i = 0; i < cl->natt; i++)
-			atts[i] = buf_slice(&cl->att[i]);
-		handle_packet(cl, &pk, atts, cl->natt);
-		if (!(e->flags & EIO_F_CLOSED))
-			drop_attachments(cl);
+		sio_parse(buf_slice(&packet), &l, &pk, &err);
+		for (uint32_t i = 0; i < n; i++)
+			atts[i] = buf_slice(&held[i]);
+		handle_packet(cl, &pk, atts, n);
+		for (uint32_t i = 0; i < n; i++)
+			buf_dispose(&held[i]);
+		free(held);
+		buf_dispose(&packet);
 		return;
 	}
 	if (cl->want_att) {
