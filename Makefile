@@ -44,13 +44,17 @@ all: $(BINS)
 deps:
 	@scripts/install-deps
 
-build/tidings-gateway: $(OBJ)/gateway/main.o $(LIB_OBJ)
+# Programs link against an archive of the modules so each pulls in only
+# what it uses (tidingsctl needs the codecs, not the gateway's loop).
+$(OBJ)/libtidings.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+build/tidings-gateway: $(OBJ)/gateway/main.o $(OBJ)/libtidings.a
 	$(CC) -o $@ $^ $(PKG_LIBS)
-build/tidingsctl: $(CTL_SRC:%.c=$(OBJ)/%.o) $(LIB_OBJ)
+build/tidingsctl: $(CTL_SRC:%.c=$(OBJ)/%.o) $(OBJ)/libtidings.a
 	$(CC) -o $@ $^ $(PKG_LIBS)
-$(ASAN)/tidings-gateway: $(ASAN)/gateway/main.o $(LIB_AOBJ)
+$(ASAN)/tidings-gateway: $(ASAN)/gateway/main.o $(ASAN)/libtidings.a
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
-$(ASAN)/tidingsctl: $(CTL_SRC:%.c=$(ASAN)/%.o) $(LIB_AOBJ)
+$(ASAN)/tidingsctl: $(CTL_SRC:%.c=$(ASAN)/%.o) $(ASAN)/libtidings.a
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 $(OBJ)/%.o: %.c

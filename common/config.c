@@ -63,7 +63,7 @@ static int parse_bool(const char *s, int *out)
 
 /* Stores text into the option's field. scale applies to integers. */
 static int store(const config_opt *o, void *cfg, const char *text, int64_t scale, char *err,
-		 size_t errlen, const char *source)
+                 size_t errlen, const char *source)
 {
 	char *field = (char *)cfg + o->offset;
 	switch (o->type) {
@@ -83,8 +83,8 @@ static int store(const config_opt *o, void *cfg, const char *text, int64_t scale
 		}
 		v *= scale > 0 ? scale : 1;
 		if (v < o->min || v > o->max) {
-			snprintf(err, errlen, "%s: %lld is outside [%lld, %lld]", source, (long long)v,
-				 (long long)o->min, (long long)o->max);
+			snprintf(err, errlen, "%s: %lld is outside [%lld, %lld]", source,
+			         (long long)v, (long long)o->min, (long long)o->max);
 			return -1;
 		}
 		*(int64_t *)field = v;
@@ -124,7 +124,7 @@ static char *lookup_env(const config_opt *o, const char **source, int *alias)
 }
 
 static int load_defaults_and_env(const config_opt *tab, void *cfg, char *err, size_t errlen,
-				 void (*warn)(const char *))
+                                 void (*warn)(const char *))
 {
 	for (const config_opt *o = tab; o->name; o++) {
 		if (o->def && store(o, cfg, o->def, 1, err, errlen, o->name) < 0)
@@ -136,8 +136,8 @@ static int load_defaults_and_env(const config_opt *tab, void *cfg, char *err, si
 			continue;
 		char src[128];
 		const char *comma = strchr(source, ',');
-		snprintf(src, sizeof(src), "%.*s", comma ? (int)(comma - source) : (int)strlen(source),
-			 source);
+		snprintf(src, sizeof(src), "%.*s",
+		         comma ? (int)(comma - source) : (int)strlen(source), source);
 		int rc = store(o, cfg, v, alias ? o->alias_scale : 1, err, errlen, src);
 		free(v);
 		if (rc < 0 && alias) {
@@ -155,7 +155,7 @@ static int load_defaults_and_env(const config_opt *tab, void *cfg, char *err, si
 }
 
 int config_load(const config_opt *tab, void *cfg, int argc, char **argv, char *err, size_t errlen,
-		void (*warn)(const char *msg))
+                void (*warn)(const char *msg))
 {
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
@@ -209,7 +209,8 @@ void config_help(const config_opt *tab, const char *usage, FILE *out)
 			fprintf(out, " [range %lld..%lld]", (long long)o->min, (long long)o->max);
 		fprintf(out, "\n");
 	}
-	fprintf(out, "\nAny variable X may be given as X_FILE, naming a file that holds the value.\n");
+	fprintf(out,
+	        "\nAny variable X may be given as X_FILE, naming a file that holds the value.\n");
 }
 
 void config_dump(const config_opt *tab, const void *cfg, FILE *out)

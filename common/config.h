@@ -24,7 +24,7 @@ typedef struct config_opt {
 	const char *name;    /* flag without dashes, e.g. "listen" */
 	const char *env;     /* e.g. "TIDINGS_LISTEN" */
 	const char *aliases; /* comma-separated alternative variables, or NULL */
-	int alias_scale;     /* CFG_INT: alias values are multiplied by this (e.g. s -> ms), 0 = 1 */
+	int alias_scale; /* CFG_INT: alias values are multiplied by this (e.g. s -> ms), 0 = 1 */
 	int type;
 	const char *def; /* default as text; NULL = unset (CFG_STR only) */
 	int64_t min, max;
@@ -33,7 +33,10 @@ typedef struct config_opt {
 	const char *help;
 } config_opt;
 
-#define CONFIG_END {NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, NULL}
+#define CONFIG_END                                                                                 \
+	{                                                                                          \
+		NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, NULL                                     \
+	}
 
 /* Fills cfg from the table, the environment and argv[1..argc). Flags are
  * `--name=value`, `--name value`, or `--name` for a bool. Unknown flags and
@@ -44,7 +47,7 @@ typedef struct config_opt {
  * and may be NULL. Strings stored in cfg are heap copies owned by cfg for
  * the life of the process. */
 int config_load(const config_opt *tab, void *cfg, int argc, char **argv, char *err, size_t errlen,
-		void (*warn)(const char *msg));
+                void (*warn)(const char *msg));
 
 void config_help(const config_opt *tab, const char *usage, FILE *out);
 

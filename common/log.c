@@ -72,14 +72,15 @@ void log_write(int level, const char *fmt, ...)
 		fprintf(stdout, "%s %s[%d] %-5s %s\n", ts, log_name, (int)getpid(), lv, msg);
 	} else {
 		json_escape(esc, sizeof(esc), msg);
-		fprintf(stdout, "{\"ts\":\"%s\",\"proc\":\"%s\",\"pid\":%d,\"level\":\"%s\",\"msg\":\"%s\"}\n",
-			ts, log_name, (int)getpid(), lv, esc);
+		fprintf(
+		    stdout,
+		    "{\"ts\":\"%s\",\"proc\":\"%s\",\"pid\":%d,\"level\":\"%s\",\"msg\":\"%s\"}\n",
+		    ts, log_name, (int)getpid(), lv, esc);
 	}
 	fflush(stdout);
 }
 
-const char *log_sample(char *out, unsigned outsz, const void *data, unsigned long len,
-		       unsigned max)
+const char *log_sample(char *out, unsigned outsz, const void *data, unsigned long len, unsigned max)
 {
 	const unsigned char *p = data;
 	unsigned o = 0;

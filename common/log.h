@@ -46,6 +46,6 @@ void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Copies at most `max` bytes of untrusted data into out (size outsz) with
  * every non-printable byte as \xNN, for debug samples of bad input. */
 const char *log_sample(char *out, unsigned outsz, const void *data, unsigned long len,
-		       unsigned max);
+                       unsigned max);
 
 #endif

@@ -36,7 +36,7 @@ void rand_bytes(void *p, size_t n)
 void rand_id(char *out, size_t n)
 {
 	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	unsigned char tmp[64];
 	while (n) {
 		size_t k = n < sizeof(tmp) ? n : sizeof(tmp);

@@ -19,7 +19,7 @@ typedef struct slice {
 } slice;
 
 #define SLICE_LIT(s) ((slice){(s), sizeof(s) - 1})
-#define SLICE_NULL ((slice){NULL, 0})
+#define SLICE_NULL   ((slice){NULL, 0})
 
 static inline slice slice_make(const void *base, size_t len)
 {

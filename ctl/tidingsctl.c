@@ -21,12 +21,13 @@
 
 static int usage(FILE *out)
 {
-	fprintf(out, "usage: tidingsctl token --user ID [--exp SECONDS | --no-exp]\n"
-		     "       tidingsctl checkconfig [--option=value ...]\n"
-		     "\n"
-		     "token        mint a JWT signed with WEBUI_SECRET_KEY (claims id, exp, jti, iat);\n"
-		     "             --exp defaults to 4 weeks, as Open WebUI's JWT_EXPIRES_IN\n"
-		     "checkconfig  print the gateway's effective configuration, secrets masked\n");
+	fprintf(out,
+	        "usage: tidingsctl token --user ID [--exp SECONDS | --no-exp]\n"
+	        "       tidingsctl checkconfig [--option=value ...]\n"
+	        "\n"
+	        "token        mint a JWT signed with WEBUI_SECRET_KEY (claims id, exp, jti, iat);\n"
+	        "             --exp defaults to 4 weeks, as Open WebUI's JWT_EXPIRES_IN\n"
+	        "checkconfig  print the gateway's effective configuration, secrets masked\n");
 	return out == stdout ? 0 : 2;
 }
 
@@ -36,7 +37,8 @@ static int valid_user(const char *s)
 	if (n == 0 || n > JWT_MAX_ID)
 		return 0;
 	for (; *s; s++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-", *s))
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-",
+		            *s))
 			return 0;
 	return 1;
 }
@@ -49,8 +51,8 @@ static void uuid4(char out[37])
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-		 b[13], b[14], b[15]);
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+	         b[13], b[14], b[15]);
 }
 
 static int cmd_token(int argc, char **argv)
@@ -73,9 +75,10 @@ static int cmd_token(int argc, char **argv)
 			return usage(stderr);
 	}
 	if (!user || !valid_user(user)) {
-		fprintf(stderr, "tidingsctl token: --user must be 1-%d characters of "
-				"[A-Za-z0-9._:@-]\n",
-			JWT_MAX_ID);
+		fprintf(stderr,
+		        "tidingsctl token: --user must be 1-%d characters of "
+		        "[A-Za-z0-9._:@-]\n",
+		        JWT_MAX_ID);
 		return 2;
 	}
 	settings s;
@@ -86,19 +89,20 @@ static int cmd_token(int argc, char **argv)
 		return 2;
 	}
 	if (!*s.secret) {
-		fprintf(stderr, "tidingsctl token: WEBUI_SECRET_KEY (or TIDINGS_SECRET) is not set\n");
+		fprintf(stderr,
+		        "tidingsctl token: WEBUI_SECRET_KEY (or TIDINGS_SECRET) is not set\n");
 		return 2;
 	}
 	char jti[37], payload[512];
 	uuid4(jti);
 	long long now = (long long)time(NULL);
 	if (no_exp)
-		snprintf(payload, sizeof(payload), "{\"id\":\"%s\",\"jti\":\"%s\",\"iat\":%lld}", user,
-			 jti, now);
+		snprintf(payload, sizeof(payload), "{\"id\":\"%s\",\"jti\":\"%s\",\"iat\":%lld}",
+		         user, jti, now);
 	else
 		snprintf(payload, sizeof(payload),
-			 "{\"id\":\"%s\",\"exp\":%lld,\"jti\":\"%s\",\"iat\":%lld}", user, now + exp,
-			 jti, now);
+		         "{\"id\":\"%s\",\"exp\":%lld,\"jti\":\"%s\",\"iat\":%lld}", user,
+		         now + exp, jti, now);
 	buf out;
 	buf_init(&out, 0);
 	if (jwt_sign_hs256(&out, slice_cstr(payload), s.secret, strlen(s.secret)) < 0) {
@@ -117,7 +121,7 @@ static int cmd_checkconfig(int argc, char **argv)
 	int rc = settings_load(&s, argc, argv, err, sizeof(err));
 	if (rc == 1) {
 		config_help(settings_table, "usage: tidingsctl checkconfig [--option=value ...]",
-			    stdout);
+		            stdout);
 		return 0;
 	}
 	if (rc < 0) {

@@ -9,11 +9,10 @@
 #include "gw.h"
 #include "sio_sock.h"
 
-static const char *const hs_reasons[] = {"origin",      "bad_request",    "unknown_sid",
-					 "transport",   "too_many",       "header_timeout",
-					 "too_large",   "auth"};
-static const char *const sio_types[] = {"connect",      "disconnect", "event",     "ack",
-					"connect_error", "binary_event", "binary_ack"};
+static const char *const hs_reasons[] = {"origin",   "bad_request",    "unknown_sid", "transport",
+                                         "too_many", "header_timeout", "too_large",   "auth"};
+static const char *const sio_types[] = {"connect",       "disconnect",   "event",     "ack",
+                                        "connect_error", "binary_event", "binary_ack"};
 
 static void metric(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -35,7 +34,7 @@ static void metrics(conn *c)
 	buf_init(&b, 0);
 	const gw_metrics *m = &gw.m;
 	metric(&b, "# HELP tidings_connections Open connections by transport.\n"
-		   "# TYPE tidings_connections gauge\n");
+	           "# TYPE tidings_connections gauge\n");
 	metric(&b, "tidings_connections{transport=\"websocket\"} %llu\n",
 	       (unsigned long long)m->conns_ws);
 	metric(&b, "tidings_connections{transport=\"polling\"} %llu\n",
@@ -49,34 +48,39 @@ static void metrics(conn *c)
 	metric(&b, "# TYPE tidings_accepted_total counter\ntidings_accepted_total %llu\n",
 	       (unsigned long long)m->accepted);
 	metric(&b, "# HELP tidings_handshake_failures_total Refused handshakes by reason.\n"
-		   "# TYPE tidings_handshake_failures_total counter\n");
+	           "# TYPE tidings_handshake_failures_total counter\n");
 	for (int i = 0; i < 8; i++)
 		metric(&b, "tidings_handshake_failures_total{reason=\"%s\"} %llu\n", hs_reasons[i],
 		       (unsigned long long)m->handshake_fail[i]);
 	metric(&b, "# HELP tidings_packets_total Socket.IO packets by direction and type.\n"
-		   "# TYPE tidings_packets_total counter\n");
+	           "# TYPE tidings_packets_total counter\n");
 	for (int i = 0; i < 7; i++) {
 		metric(&b, "tidings_packets_total{dir=\"in\",type=\"%s\"} %llu\n", sio_types[i],
 		       (unsigned long long)m->pkts_in[i]);
 		metric(&b, "tidings_packets_total{dir=\"out\",type=\"%s\"} %llu\n", sio_types[i],
 		       (unsigned long long)m->pkts_out[i]);
 	}
-	metric(&b, "# TYPE tidings_engineio_packets_total counter\n"
-		   "tidings_engineio_packets_total{dir=\"in\"} %llu\n"
-		   "tidings_engineio_packets_total{dir=\"out\"} %llu\n",
+	metric(&b,
+	       "# TYPE tidings_engineio_packets_total counter\n"
+	       "tidings_engineio_packets_total{dir=\"in\"} %llu\n"
+	       "tidings_engineio_packets_total{dir=\"out\"} %llu\n",
 	       (unsigned long long)m->eio_in, (unsigned long long)m->eio_out);
 	metric(&b, "# TYPE tidings_deliveries_total counter\ntidings_deliveries_total %llu\n",
 	       (unsigned long long)m->deliveries);
-	metric(&b, "# TYPE tidings_delivery_entries_total counter\n"
-		   "tidings_delivery_entries_total %llu\n",
+	metric(&b,
+	       "# TYPE tidings_delivery_entries_total counter\n"
+	       "tidings_delivery_entries_total %llu\n",
 	       (unsigned long long)m->delivery_entries);
-	metric(&b, "# TYPE tidings_ingress_entries_total counter\n"
-		   "tidings_ingress_entries_total %llu\n",
+	metric(&b,
+	       "# TYPE tidings_ingress_entries_total counter\n"
+	       "tidings_ingress_entries_total %llu\n",
 	       (unsigned long long)m->ingress_entries);
-	metric(&b, "# TYPE tidings_ingress_errors_total counter\ntidings_ingress_errors_total %llu\n",
+	metric(&b,
+	       "# TYPE tidings_ingress_errors_total counter\ntidings_ingress_errors_total %llu\n",
 	       (unsigned long long)m->ingress_errors);
-	metric(&b, "# TYPE tidings_slow_consumers_total counter\n"
-		   "tidings_slow_consumers_total %llu\n",
+	metric(&b,
+	       "# TYPE tidings_slow_consumers_total counter\n"
+	       "tidings_slow_consumers_total %llu\n",
 	       (unsigned long long)m->slow_consumers);
 	metric(&b, "# TYPE tidings_bad_input_total counter\ntidings_bad_input_total %llu\n",
 	       (unsigned long long)m->closed_bad_input);

@@ -14,14 +14,14 @@
 #include "rooms.h"
 #include "sio_sock.h"
 
-#define TICK_MS 1000
+#define TICK_MS        1000
 #define ALIVE_EVERY_MS 5000
-#define ALIVE_TTL_S 15
-#define DLV_TTL_S 120
+#define ALIVE_TTL_S    15
+#define DLV_TTL_S      120
 #define CMD_TIMEOUT_MS 5000
-#define BLOCK_MS 2000
-#define READ_COUNT 512
-#define MAX_ARGS (16 + 2 * 16)
+#define BLOCK_MS       2000
+#define READ_COUNT     512
+#define MAX_ARGS       (16 + 2 * 16)
 
 /* One hiredis connection as an explicit state machine (nchan's model):
  * DOWN -> CONNECTING -> UP, back to DOWN on any error, retried with
@@ -69,7 +69,8 @@ static int parse_url(const char *url)
 		const char *colon = memchr(p, ':', (size_t)(at - p));
 		if (colon) {
 			snprintf(username, sizeof(username), "%.*s", (int)(colon - p), p);
-			snprintf(password, sizeof(password), "%.*s", (int)(at - colon - 1), colon + 1);
+			snprintf(password, sizeof(password), "%.*s", (int)(at - colon - 1),
+			         colon + 1);
 		} else {
 			snprintf(password, sizeof(password), "%.*s", (int)(at - p), p);
 		}
@@ -106,7 +107,6 @@ static void conn_down(rconn *r, const char *why)
 		reading = 0;
 }
 
-
 static void on_connect(const redisAsyncContext *ac, int status)
 {
 	rconn *r = ac->data;
@@ -141,7 +141,7 @@ static void count_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /* Sends a command whose reply only matters for errors. */
 static int send_argv(rconn *r, redisCallbackFn *cb, void *priv, int argc, const char **argv,
-		     const size_t *lens)
+                     const size_t *lens)
 {
 	if (r->state != RC_UP)
 		return -1;
@@ -242,7 +242,8 @@ static uint64_t session_ttl_s(void)
 void bus_session_add(const sio_sock *s)
 {
 	char k[600], uk[600];
-	if (key(k, sizeof(k), "sid:", s->sid, "") < 0 || key(uk, sizeof(uk), "user:", s->user, ":sids") < 0)
+	if (key(k, sizeof(k), "sid:", s->sid, "") < 0 ||
+	    key(uk, sizeof(uk), "user:", s->user, ":sids") < 0)
 		return;
 	uint64_t now = clock_wall_ms();
 	args a = {0};
@@ -295,7 +296,8 @@ void bus_session_touch(const sio_sock *s)
 void bus_session_del(const sio_sock *s)
 {
 	char k[600], uk[600];
-	if (key(k, sizeof(k), "sid:", s->sid, "") < 0 || key(uk, sizeof(uk), "user:", s->user, ":sids") < 0)
+	if (key(k, sizeof(k), "sid:", s->sid, "") < 0 ||
+	    key(uk, sizeof(uk), "user:", s->user, ":sids") < 0)
 		return;
 	args a = {0};
 	arg_s(&a, "DEL");
@@ -353,7 +355,7 @@ uint32_t bus_shard(slice k)
 }
 
 int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, int64_t ack,
-		const slice *att, uint32_t natt, slice shard_key)
+                const slice *att, uint32_t natt, slice shard_key)
 {
 	char k[300], eid[200], userkey[JWT_MAX_ID + 8], shard[16];
 	if (!shard_key.len) {
@@ -364,7 +366,7 @@ int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, in
 	if (key(k, sizeof(k), "ingress:", shard, "") < 0)
 		return -1;
 	snprintf(eid, sizeof(eid), "%s-%llu-%llu", gw.cfg.gateway_id, (unsigned long long)boot_ms,
-		 (unsigned long long)++seq);
+	         (unsigned long long)++seq);
 	args a = {0};
 	arg_s(&a, "XADD");
 	arg_s(&a, k);
@@ -395,9 +397,9 @@ int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, in
 		arg_s(&a, "ack");
 		arg_u64(&a, (uint64_t)ack);
 	}
-	static const char *const att_names[] = {"att0", "att1", "att2", "att3", "att4", "att5",
-						"att6", "att7", "att8", "att9", "att10", "att11",
-						"att12", "att13", "att14", "att15"};
+	static const char *const att_names[] = {"att0",  "att1",  "att2",  "att3", "att4",  "att5",
+	                                        "att6",  "att7",  "att8",  "att9", "att10", "att11",
+	                                        "att12", "att13", "att14", "att15"};
 	for (uint32_t i = 0; i < natt && i < 16; i++) {
 		arg_s(&a, att_names[i]);
 		arg_sl(&a, att[i]);
@@ -405,7 +407,8 @@ int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, in
 	if (send_argv(&cmd, NULL, NULL, a.n, a.v, a.l) < 0) {
 		gw.m.ingress_errors++;
 		log_warn("sid=%s user=%s %s '%.*s' not queued: Redis is unavailable", s->sid,
-			 s->user ? s->user : "-", kind, (int)event.len, event.base ? event.base : "");
+		         s->user ? s->user : "-", kind, (int)event.len,
+		         event.base ? event.base : "");
 		return -1;
 	}
 	gw.m.ingress_entries++;
@@ -520,7 +523,7 @@ static void deliver_entry(const char *id, const redisReply *kv)
 		sio_disconnect(target);
 	else if (!slice_eq_cstr(op, "hello"))
 		log_warn("delivery entry %s has an unknown op '%.*s': skipped", id, (int)op.len,
-			 op.base ? op.base : "");
+		         op.base ? op.base : "");
 }
 
 static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
@@ -633,12 +636,14 @@ static void on_old_rooms(redisAsyncContext *ac, void *reply, void *priv)
 			if (e->type != REDIS_REPLY_STRING || rooms_get(slice_make(e->str, e->len)))
 				continue;
 			char k[600];
-			snprintf(k, sizeof(k), "%s:room:%.*s", gw.cfg.redis_prefix, (int)e->len, e->str);
+			snprintf(k, sizeof(k), "%s:room:%.*s", gw.cfg.redis_prefix, (int)e->len,
+			         e->str);
 			const char *argv[] = {"HDEL", k, gw.cfg.gateway_id};
 			size_t lens[3] = {4, strlen(k), strlen(gw.cfg.gateway_id)};
 			send_argv(&cmd, NULL, NULL, 3, argv, lens);
 			char gk[600];
-			snprintf(gk, sizeof(gk), "%s:gw:%s:rooms", gw.cfg.redis_prefix, gw.cfg.gateway_id);
+			snprintf(gk, sizeof(gk), "%s:gw:%s:rooms", gw.cfg.redis_prefix,
+			         gw.cfg.gateway_id);
 			const char *a2[] = {"SREM", gk, e->str};
 			size_t l2[3] = {4, strlen(gk), e->len};
 			send_argv(&cmd, NULL, NULL, 3, a2, l2);
@@ -667,7 +672,7 @@ static void check(rconn *r, uint64_t now)
 		rconn_start(r);
 	} else if (r->state == RC_UP && r->outstanding && now - r->last_reply_ms > r->timeout_ms) {
 		log_warn("redis %s connection: no reply for %llu ms, reconnecting", r->name,
-			 (unsigned long long)(now - r->last_reply_ms));
+		         (unsigned long long)(now - r->last_reply_ms));
 		redisAsyncContext *ac = r->ac;
 		conn_down(r, "command timeout");
 		redisAsyncDisconnect(ac);
@@ -691,7 +696,7 @@ int bus_init(void)
 	boot_ms = clock_wall_ms();
 	snprintf(dlv_key, sizeof(dlv_key), "%s:gw:%s:dlv", gw.cfg.redis_prefix, gw.cfg.gateway_id);
 	snprintf(alive_key, sizeof(alive_key), "%s:gw:%s:alive", gw.cfg.redis_prefix,
-		 gw.cfg.gateway_id);
+	         gw.cfg.gateway_id);
 	cmd.on_up = cmd_up;
 	blk.on_up = blk_up;
 	rooms_changed = bus_room_changed;

@@ -43,7 +43,7 @@ void bus_room_changed(const room *r);
  * data: the JSON array of arguments (may be empty), ack: -1 for none,
  * att/natt: binary attachments. Returns 0 when queued. */
 int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, int64_t ack,
-		const slice *att, uint32_t natt, slice shard_key);
+                const slice *att, uint32_t natt, slice shard_key);
 
 /* Checks Open WebUI's revocation keys for a verified token, then calls
  * cb(arg, ok) exactly once: ok = 1 accepted, 0 revoked or not checkable

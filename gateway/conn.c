@@ -12,8 +12,8 @@
 #include "gw.h"
 
 #define SCRATCH_SIZE (64 * 1024)
-#define IOV_BATCH 64
-#define LINGER_MS 2000
+#define IOV_BATCH    64
+#define LINGER_MS    2000
 
 uint64_t conn_count;
 void (*conn_freed_hook)(conn *c);
@@ -75,7 +75,8 @@ void conn_set_handler(conn *c, const conn_handler *h, void *ud)
 
 static void mark_dirty(conn *c)
 {
-	if ((c->flags & CONN_DIRTY) || ((c->flags & CONN_WANT_WRITE) && !(c->flags & CONN_OVERFLOW)))
+	if ((c->flags & CONN_DIRTY) ||
+	    ((c->flags & CONN_WANT_WRITE) && !(c->flags & CONN_OVERFLOW)))
 		return;
 	c->flags |= CONN_DIRTY;
 	c->dirty_next = dirty_head;
@@ -96,7 +97,7 @@ int conn_send(conn *c, rbuf *rb)
 		 * a room whose membership the close would change under it. */
 		gw.m.slow_consumers++;
 		log_warn("conn=%llu dropped as a slow consumer: %llu bytes pending",
-			 (unsigned long long)c->id, (unsigned long long)c->pending);
+		         (unsigned long long)c->id, (unsigned long long)c->pending);
 		c->flags |= CONN_OVERFLOW;
 		mark_dirty(c);
 		return -1;

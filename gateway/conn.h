@@ -40,14 +40,14 @@ typedef struct conn_handler {
 } conn_handler;
 
 enum {
-	CONN_CLOSING = 1 << 0,   /* no more reads are handed up */
-	CONN_DIRTY = 1 << 1,     /* on the flush list */
-	CONN_WANT_WRITE = 1 << 2,/* kernel buffer full: waiting for EV_WRITE */
-	CONN_LINGER = 1 << 3,    /* output done, SHUT_WR sent, draining the peer */
-	CONN_FREED = 1 << 4,     /* on the free list */
-	CONN_HTTP_BUSY = 1 << 5, /* HTTP layer: a request is being answered */
-	CONN_KEEPALIVE = 1 << 6, /* HTTP layer: keep the connection after the response */
-	CONN_OVERFLOW = 1 << 7,  /* output over the limit: closed at the next flush */
+	CONN_CLOSING = 1 << 0,    /* no more reads are handed up */
+	CONN_DIRTY = 1 << 1,      /* on the flush list */
+	CONN_WANT_WRITE = 1 << 2, /* kernel buffer full: waiting for EV_WRITE */
+	CONN_LINGER = 1 << 3,     /* output done, SHUT_WR sent, draining the peer */
+	CONN_FREED = 1 << 4,      /* on the free list */
+	CONN_HTTP_BUSY = 1 << 5,  /* HTTP layer: a request is being answered */
+	CONN_KEEPALIVE = 1 << 6,  /* HTTP layer: keep the connection after the response */
+	CONN_OVERFLOW = 1 << 7,   /* output over the limit: closed at the next flush */
 };
 
 typedef struct outq_item {

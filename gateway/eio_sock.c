@@ -24,8 +24,8 @@ enum {
 };
 
 static const char *const eio_err_msg[] = {
-	"Transport unknown", "Session ID unknown",      "Bad handshake method",
-	"Bad request",       "Forbidden",               "Unsupported protocol version",
+    "Transport unknown", "Session ID unknown", "Bad handshake method",
+    "Bad request",       "Forbidden",          "Unsupported protocol version",
 };
 
 static void hb_fire(wheel_timer *t);
@@ -41,17 +41,17 @@ static void cors_headers(const http_request *req, char *out, size_t cap)
 	out[0] = '\0';
 	if (req && http_header_get(req, "origin", &o) && o.len < 400)
 		snprintf(out, cap,
-			 "Access-Control-Allow-Origin: %.*s\r\n"
-			 "Access-Control-Allow-Credentials: true\r\n"
-			 "Vary: Origin\r\n",
-			 (int)o.len, o.base);
+		         "Access-Control-Allow-Origin: %.*s\r\n"
+		         "Access-Control-Allow-Credentials: true\r\n"
+		         "Vary: Origin\r\n",
+		         (int)o.len, o.base);
 }
 
 static void eio_error(conn *c, const http_request *req, int status, int code)
 {
 	char body[96], hdrs[600];
 	int n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code,
-			 eio_err_msg[code]);
+	                 eio_err_msg[code]);
 	cors_headers(req, hdrs, sizeof(hdrs));
 	httpd_respond(c, status, "application/json", hdrs, body, (size_t)n);
 }
@@ -107,7 +107,7 @@ static int poll_queue(eio_sock *e, int type, slice data, int binary)
 		/* Closed from the timer, not here: the caller may be walking a room. */
 		gw.m.slow_consumers++;
 		log_warn("sid=%s polling queue over %lld bytes: closing", e->sid,
-			 (long long)gw.cfg.max_output);
+		         (long long)gw.cfg.max_output);
 		e->flags |= EIO_F_OVERFLOW;
 		gw_timer_set(&e->hb, 0);
 		return -1;
@@ -292,7 +292,8 @@ static void ws_on_message(ws *w, int opcode, slice payload)
 				/* Answer the last poll with a noop so it ends cleanly. */
 				conn *c = e->poll;
 				e->poll = NULL;
-				httpd_respond(c, 200, "text/plain; charset=UTF-8", e->poll_cors, "6", 1);
+				httpd_respond(c, 200, "text/plain; charset=UTF-8", e->poll_cors,
+				              "6", 1);
 			}
 			/* Whatever was queued for polling goes out first, in order. */
 			eio_payload_iter it;
@@ -311,8 +312,9 @@ static void ws_on_message(ws *w, int opcode, slice payload)
 						ws_send(w, WS_OP_BINARY, buf_slice(&raw));
 						buf_dispose(&raw);
 					} else {
-						ws_send(w, WS_OP_TEXT,
-							slice_make(q.data.base - 1, q.data.len + 1));
+						ws_send(
+						    w, WS_OP_TEXT,
+						    slice_make(q.data.base - 1, q.data.len + 1));
 					}
 				}
 				buf_dispose(&old);
@@ -406,8 +408,9 @@ static void handle_post(conn *c, const http_request *req, slice body, eio_sock *
 
 static void send_open(eio_sock *e, int allow_upgrades, buf *out)
 {
-	eio_encode_open(out, slice_make(e->sid, 20), allow_upgrades, (uint32_t)gw.cfg.ping_interval_ms,
-			(uint32_t)gw.cfg.ping_timeout_ms, (uint32_t)gw.cfg.max_payload);
+	eio_encode_open(out, slice_make(e->sid, 20), allow_upgrades,
+	                (uint32_t)gw.cfg.ping_interval_ms, (uint32_t)gw.cfg.ping_timeout_ms,
+	                (uint32_t)gw.cfg.max_payload);
 }
 
 static ws_limits ws_lim;
@@ -421,7 +424,7 @@ static const ws_limits *limits(void)
 }
 
 void eio_handle(conn *c, const http_request *req, slice body, const eio_handler *h,
-		int allow_upgrades)
+                int allow_upgrades)
 {
 	slice v, transport, sidv;
 	int is_options = slice_eq_cstr(req->method, "OPTIONS");
@@ -431,7 +434,7 @@ void eio_handle(conn *c, const http_request *req, slice body, const eio_handler 
 		http_header_get(req, "origin", &o);
 		char sample[80];
 		log_info("conn=%llu refused Origin %s", (unsigned long long)c->id,
-			 log_sample(sample, sizeof(sample), o.base, o.len, 60));
+		         log_sample(sample, sizeof(sample), o.base, o.len, 60));
 		c->flags &= ~CONN_KEEPALIVE;
 		eio_error(c, NULL, 403, EIO_ERR_FORBIDDEN);
 		return;
@@ -440,7 +443,7 @@ void eio_handle(conn *c, const http_request *req, slice body, const eio_handler 
 		char hdrs[800];
 		cors_headers(req, hdrs, sizeof(hdrs) - 200);
 		strcat(hdrs, "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
-			     "Access-Control-Allow-Headers: content-type\r\n");
+		             "Access-Control-Allow-Headers: content-type\r\n");
 		httpd_respond(c, 204, NULL, hdrs, NULL, 0);
 		return;
 	}

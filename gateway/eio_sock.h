@@ -46,11 +46,11 @@ struct eio_sock {
 	uint8_t flags;
 	const eio_handler *h;
 	void *ud;
-	ws *ws;       /* the WebSocket transport once open or upgraded */
-	ws *probe;    /* a WebSocket being probed during an upgrade */
-	conn *poll;   /* a held long-poll GET */
+	ws *ws;          /* the WebSocket transport once open or upgraded */
+	ws *probe;       /* a WebSocket being probed during an upgrade */
+	conn *poll;      /* a held long-poll GET */
 	char *poll_cors; /* CORS header lines for the held GET's answer */
-	buf pq;       /* polling: packets waiting for the next GET, as a payload */
+	buf pq;          /* polling: packets waiting for the next GET, as a payload */
 	wheel_timer hb;
 	uint32_t peer_ip;
 };
@@ -58,7 +58,7 @@ struct eio_sock {
 /* Answers a request on the Engine.IO path (handshake, poll, post, or
  * WebSocket upgrade) for a service described by h. */
 void eio_handle(conn *c, const http_request *req, slice body, const eio_handler *h,
-		int allow_upgrades);
+                int allow_upgrades);
 
 /* Sends one message packet (type 4): text, or binary bytes. */
 int eio_send(eio_sock *e, slice data, int binary);

@@ -39,10 +39,10 @@ typedef struct gw_state {
 	settings cfg;
 	wheel wheel;
 	struct event *wheel_ev;
-	map eio_by_sid;  /* Engine.IO sid -> eio_sock */
-	map sio_by_sid;  /* Socket.IO sid -> sio_sock */
-	map rooms;       /* room name -> room */
-	map ip_counts;   /* peer address -> connection count (when limited) */
+	map eio_by_sid; /* Engine.IO sid -> eio_sock */
+	map sio_by_sid; /* Socket.IO sid -> sio_sock */
+	map rooms;      /* room name -> room */
+	map ip_counts;  /* peer address -> connection count (when limited) */
 	gw_metrics m;
 	int draining;
 	uint64_t started_ms;

@@ -26,7 +26,7 @@ static void header_deadline(wheel_timer *t)
 	conn *c = t->data;
 	gw.m.handshake_fail[HS_FAIL_HEADER_TIMEOUT]++;
 	log_debug("conn=%llu HTTP request not complete within %lld ms", (unsigned long long)c->id,
-		  (long long)gw.cfg.header_timeout_ms);
+	          (long long)gw.cfg.header_timeout_ms);
 	httpd_error(c, 408, "request timeout");
 }
 
@@ -102,19 +102,19 @@ const char *httpd_reason(int status)
 }
 
 void httpd_respond(conn *c, int status, const char *content_type, const char *headers,
-		   const void *body, size_t len)
+                   const void *body, size_t len)
 {
 	char head[1024];
 	int keep = (c->flags & CONN_KEEPALIVE) && status < 400;
 	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\n"
-			 "Content-Length: %zu\r\n"
-			 "%s%s%s"
-			 "%s"
-			 "Connection: %s\r\n\r\n",
-			 status, httpd_reason(status), len, content_type ? "Content-Type: " : "",
-			 content_type ? content_type : "", content_type ? "\r\n" : "",
-			 headers ? headers : "", keep ? "keep-alive" : "close");
+	                 "HTTP/1.1 %d %s\r\n"
+	                 "Content-Length: %zu\r\n"
+	                 "%s%s%s"
+	                 "%s"
+	                 "Connection: %s\r\n\r\n",
+	                 status, httpd_reason(status), len, content_type ? "Content-Type: " : "",
+	                 content_type ? content_type : "", content_type ? "\r\n" : "",
+	                 headers ? headers : "", keep ? "keep-alive" : "close");
 	if (n < 0 || (size_t)n >= sizeof(head)) {
 		conn_close(c, 0, "response head too large");
 		return;
@@ -156,22 +156,25 @@ static size_t on_read(conn *c, char *data, size_t len)
 	while (used < len && !(c->flags & (CONN_HTTP_BUSY | CONN_CLOSING)) &&
 	       c->h == &httpd_handler) {
 		http_request req;
-		int rc = http_parse_request(data + used, len - used, &req,
-					    (size_t)gw.cfg.max_header_bytes,
-					    (size_t)gw.cfg.max_headers);
+		int rc =
+		    http_parse_request(data + used, len - used, &req,
+		                       (size_t)gw.cfg.max_header_bytes, (size_t)gw.cfg.max_headers);
 		if (rc == HTTP_INCOMPLETE)
 			break;
 		if (rc < 0) {
-			gw.m.handshake_fail[rc == HTTP_ERROR ? HS_FAIL_BAD_REQUEST : HS_FAIL_TOO_LARGE]++;
+			gw.m.handshake_fail[rc == HTTP_ERROR ? HS_FAIL_BAD_REQUEST
+			                                     : HS_FAIL_TOO_LARGE]++;
 			log_debug("conn=%llu bad HTTP request (%d)", (unsigned long long)c->id, rc);
 			httpd_error(c, rc == HTTP_ERROR ? 400 : 431,
-				    rc == HTTP_ERROR ? "malformed request" : "request head too large");
+			            rc == HTTP_ERROR ? "malformed request"
+			                             : "request head too large");
 			break;
 		}
 		slice v;
 		uint64_t clen = 0;
 		if (http_header_get(&req, "transfer-encoding", &v)) {
-			httpd_error(c, 501, "chunked bodies are not supported; send Content-Length");
+			httpd_error(c, 501,
+			            "chunked bodies are not supported; send Content-Length");
 			break;
 		}
 		if (http_header_count(&req, "content-length") > 1) {

@@ -25,7 +25,7 @@ void httpd_start(conn *c, httpd_route_fn *route);
  * request when the request allowed keep-alive, else closes after the
  * write. */
 void httpd_respond(conn *c, int status, const char *content_type, const char *headers,
-		   const void *body, size_t len);
+                   const void *body, size_t len);
 
 /* Sends a response and closes, for errors before or instead of routing. */
 void httpd_error(conn *c, int status, const char *msg);

@@ -30,9 +30,9 @@
 #include "sio_sock.h"
 
 #define WHEEL_TICK_MS 2
-#define WHEEL_SLOTS 4096
-#define ACCEPT_BATCH 64
-#define DRAIN_MS 1000
+#define WHEEL_SLOTS   4096
+#define ACCEPT_BATCH  64
+#define DRAIN_MS      1000
 
 gw_state gw;
 static uint64_t now_cache;
@@ -150,10 +150,11 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 				log_error("accept on %s: %s", l->name, strerror(errno));
 			return;
 		}
-		uint32_t ip = ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_addr.s_addr : 0;
+		uint32_t ip =
+		    ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_addr.s_addr : 0;
 		if (l == &pub && !ip_admit(ip)) {
 			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
-						   "Content-Length: 0\r\nConnection: close\r\n\r\n";
+			                           "Content-Length: 0\r\nConnection: close\r\n\r\n";
 			gw.m.handshake_fail[HS_FAIL_TOO_MANY]++;
 			log_debug("refused a connection: too many from one address");
 			if (write(cfd, busy, sizeof(busy) - 1) < 0) {
@@ -187,7 +188,8 @@ static int listen_on(listener *l, const char *addr, httpd_route_fn *route, const
 	}
 	memcpy(host, addr, (size_t)(colon - addr));
 	host[colon - addr] = '\0';
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)atoi(colon + 1))};
 	if (!*host || strcmp(host, "0.0.0.0") == 0)
 		sa.sin_addr.s_addr = INADDR_ANY;
 	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
@@ -281,7 +283,8 @@ static void supervise(int n)
 		}
 		for (int i = 0; i < n; i++)
 			if (kids[i] == dead) {
-				log_warn("gateway process %d exited (status %d); restarting", (int)dead, st);
+				log_warn("gateway process %d exited (status %d); restarting",
+				         (int)dead, st);
 				kids[i] = 0;
 				sleep(1);
 			}
@@ -293,8 +296,8 @@ static int valid_id(const char *s)
 	if (!*s || strlen(s) > 100)
 		return 0;
 	for (; *s; s++)
-		if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') ||
-		      *s == '-' || *s == '_' || *s == '.'))
+		if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') ||
+		      ('0' <= *s && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
 			return 0;
 	return 1;
 }
@@ -305,9 +308,10 @@ int main(int argc, char **argv)
 	int rc = settings_load(&gw.cfg, argc, argv, err, sizeof(err));
 	if (rc == 1) {
 		config_help(settings_table,
-			    "usage: tidings-gateway [--option=value ...]\n"
-			    "Socket.IO gateway of Tidings. Every option can also be set in the environment.",
-			    stdout);
+		            "usage: tidings-gateway [--option=value ...]\n"
+		            "Socket.IO gateway of Tidings. Every option can also be set in the "
+		            "environment.",
+		            stdout);
 		return 0;
 	}
 	if (rc < 0) {
@@ -315,8 +319,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init(log_level_parse(gw.cfg.log_level),
-		 strcmp(gw.cfg.log_format, "text") == 0 ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON,
-		 "gateway");
+	         strcmp(gw.cfg.log_format, "text") == 0 ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON,
+	         "gateway");
 	const char *why = NULL;
 	if (origin_init(gw.cfg.cors, &why) < 0 ||
 	    sio_namespaces_init(gw.cfg.namespaces, gw.cfg.conformance, &why) < 0) {
@@ -325,13 +329,13 @@ int main(int argc, char **argv)
 	}
 	if (!valid_id(gw.cfg.gateway_id)) {
 		fprintf(stderr, "tidings-gateway: gateway id '%s' must be [A-Za-z0-9._-]{1,100}\n",
-			gw.cfg.gateway_id);
+		        gw.cfg.gateway_id);
 		return 2;
 	}
 	if (origin_wildcard())
 		log_warn("CORS_ALLOW_ORIGIN is '*': any web page may open sockets here with its "
-			 "visitors' credentials (cross-site WebSocket hijacking). Use it only for "
-			 "development.");
+		         "visitors' credentials (cross-site WebSocket hijacking). Use it only for "
+		         "development.");
 	if (!*gw.cfg.secret)
 		log_warn("no WEBUI_SECRET_KEY: every socket will be anonymous");
 	if (gw.cfg.conformance)
@@ -367,8 +371,8 @@ int main(int argc, char **argv)
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
 	log_info("gateway %s listening on %s (internal %s), path %s, redis %s:%s",
-		 gw.cfg.gateway_id, gw.cfg.listen, gw.cfg.admin_listen, gw.cfg.path,
-		 gw.cfg.redis_url, gw.cfg.redis_prefix);
+	         gw.cfg.gateway_id, gw.cfg.listen, gw.cfg.admin_listen, gw.cfg.path,
+	         gw.cfg.redis_url, gw.cfg.redis_prefix);
 	event_base_dispatch(gw.base);
 	log_info("gateway %s stopped", gw.cfg.gateway_id);
 	return 0;

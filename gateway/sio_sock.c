@@ -63,7 +63,8 @@ int sio_namespaces_init(const char *list, int conf, const char **err)
 		size_t len = semi ? (size_t)(semi - p) : strlen(p);
 		if (len) {
 			if (p[0] != '/' || len >= 64 || memchr(p, ',', len)) {
-				*err = "a namespace must start with '/', be under 64 bytes, without ','";
+				*err = "a namespace must start with '/', be under 64 bytes, "
+				       "without ','";
 				return -1;
 			}
 			if (nnamespaces == MAX_NSP) {
@@ -163,7 +164,7 @@ static void emit_auth_echo(sio_sock *s, const char *auth_json)
 }
 
 static void finish_connect(sio_client *cl, const char *nsp, const jwt_claims *claims,
-			   const char *auth_json)
+                           const char *auth_json)
 {
 	sio_sock *s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -189,7 +190,7 @@ static void finish_connect(sio_client *cl, const char *nsp, const jwt_claims *cl
 		bus_ingress(s, "connect", SLICE_NULL, SLICE_NULL, -1, NULL, 0, SLICE_NULL);
 	}
 	log_debug("sid=%s eio=%s nsp=%s user=%s connected", s->sid, cl->e->sid, s->nsp,
-		  s->user ? s->user : "-");
+	          s->user ? s->user : "-");
 	if (conformance)
 		emit_auth_echo(s, auth_json);
 }
@@ -215,7 +216,7 @@ static void pending_free(sio_pending *p)
 static void forward_user_join(sio_sock *s, sio_pending *p)
 {
 	bus_ingress(s, "event", SLICE_LIT("user-join"), slice_cstr(p->data ? p->data : "[]"),
-		    p->ack, NULL, 0, SLICE_NULL);
+	            p->ack, NULL, 0, SLICE_NULL);
 }
 
 static void auth_checked(void *arg, int ok, const char *why)
@@ -250,7 +251,7 @@ static void start_auth(sio_client *cl, sio_pending *p, const cJSON *token)
 	if (cJSON_IsString(token) && *gw.cfg.secret) {
 		slice t = slice_cstr(token->valuestring);
 		if (jwt_verify_hs256(t, gw.cfg.secret, strlen(gw.cfg.secret), clock_wall_s(),
-				     gw.cfg.require_exp, &p->claims, &err) == 0) {
+		                     gw.cfg.require_exp, &p->claims, &err) == 0) {
 			p->valid = 1;
 			bus_check_revoked(&p->claims, auth_checked, p);
 			return;
@@ -268,7 +269,7 @@ static void on_connect(sio_client *cl, const sio_packet *pk)
 	if (!nsp_known(pk->nsp) || pk->nsp.len >= sizeof(nsp)) {
 		buf_init(&b, 0);
 		sio_encode_connect_error(&b, pk->nsp.len < 64 ? pk->nsp : SLICE_LIT("/"),
-					 "Invalid namespace");
+		                         "Invalid namespace");
 		count_out(SIO_CONNECT_ERROR);
 		send_buf(cl, &b);
 		buf_dispose(&b);
@@ -304,9 +305,9 @@ static void shard_key(const cJSON *arg0, const sio_sock *s, char *out, size_t ca
 	static const struct {
 		const char *field, *prefix;
 	} keys[] = {{"channel_id", "channel:"},
-		    {"chat_id", "chat:"},
-		    {"document_id", "doc:"},
-		    {"note_id", "note:"}};
+	            {"chat_id", "chat:"},
+	            {"document_id", "doc:"},
+	            {"note_id", "note:"}};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(arg0, keys[i].field);
 		if (cJSON_IsString(v) && strlen(v->valuestring) < 200) {
@@ -317,8 +318,8 @@ static void shard_key(const cJSON *arg0, const sio_sock *s, char *out, size_t ca
 	snprintf(out, cap, "user:%s", s->user ? s->user : "");
 }
 
-static void conformance_event(sio_sock *s, const char *name, cJSON *args, int64_t id,
-			      uint32_t natt, const slice *att)
+static void conformance_event(sio_sock *s, const char *name, cJSON *args, int64_t id, uint32_t natt,
+                              const slice *att)
 {
 	char *txt = cJSON_PrintUnformatted(args);
 	buf b;
@@ -334,11 +335,11 @@ static void conformance_event(sio_sock *s, const char *name, cJSON *args, int64_
 			buf_append_byte(&data, ']');
 		}
 		sio_encode(&b, natt ? SIO_BINARY_EVENT : SIO_EVENT, slice_cstr(s->nsp), -1, natt,
-			   buf_slice(&data));
+		           buf_slice(&data));
 		buf_dispose(&data);
 	} else if (strcmp(name, "message-with-ack") == 0 && id >= 0) {
 		sio_encode(&b, natt ? SIO_BINARY_ACK : SIO_ACK, slice_cstr(s->nsp), id, natt,
-			   slice_cstr(txt));
+		           slice_cstr(txt));
 	}
 	if (b.len) {
 		send_buf(s->cl, &b);
@@ -418,10 +419,10 @@ static void dispatch_event(sio_client *cl, const sio_packet *pk, const slice *at
 		char *txt = cJSON_PrintUnformatted(data);
 		if (is_ack)
 			bus_ingress(s, "ack", SLICE_NULL, slice_cstr(txt), pk->id, att, natt,
-				    slice_cstr(key));
+			            slice_cstr(key));
 		else
 			bus_ingress(s, "event", slice_cstr(name), slice_cstr(txt), pk->id, att,
-				    natt, slice_cstr(key));
+			            natt, slice_cstr(key));
 		free(txt);
 	}
 	cJSON_Delete(data);
@@ -529,7 +530,7 @@ static void handle_packet(sio_client *cl, const sio_packet *pk, const slice *att
 	default:
 		gw.m.closed_bad_input++;
 		log_info("eio=%s unexpected Socket.IO packet type %d: closing", cl->e->sid,
-			 pk->type);
+		         pk->type);
 		eio_close(cl->e, "bad packet");
 	}
 }
@@ -542,7 +543,8 @@ static void on_message(eio_sock *e, slice data, int binary)
 	if (binary) {
 		if (!cl->want_att || cl->att_bytes + data.len > (size_t)gw.cfg.max_payload) {
 			gw.m.closed_bad_input++;
-			log_info("eio=%s unexpected or oversized binary attachment: closing", e->sid);
+			log_info("eio=%s unexpected or oversized binary attachment: closing",
+			         e->sid);
 			eio_close(e, "bad attachment");
 			return;
 		}
@@ -584,7 +586,7 @@ static void on_message(eio_sock *e, slice data, int binary)
 		char sample[80];
 		gw.m.closed_bad_input++;
 		log_info("eio=%s malformed Socket.IO packet (%s): closing; sample %s", e->sid, err,
-			 log_sample(sample, sizeof(sample), data.base, data.len, 40));
+		         log_sample(sample, sizeof(sample), data.base, data.len, 40));
 		eio_close(e, "bad packet");
 		return;
 	}
@@ -635,8 +637,7 @@ typedef struct frames {
 	rbuf *bin[SIO_MAX_ATTACHMENTS];
 } frames;
 
-static void send_frames(sio_sock *s, const frames *f, slice packet, const slice *att,
-			uint32_t natt)
+static void send_frames(sio_sock *s, const frames *f, slice packet, const slice *att, uint32_t natt)
 {
 	eio_sock *e = s->cl->e;
 	eio_send_shared(e, f->text, packet, 0);

@@ -39,8 +39,7 @@ extern const eio_handler sio_eio_handler;
  * every local socket of `room`, except the socket whose sid is `except`
  * (may be empty). The packet is framed once and shared. Returns the number
  * of sockets reached. */
-uint32_t sio_deliver_room(slice room, slice packet, const slice *att, uint32_t natt,
-			  slice except);
+uint32_t sio_deliver_room(slice room, slice packet, const slice *att, uint32_t natt, slice except);
 
 /* Delivery to one socket by Socket.IO sid; 1 when it is here. */
 uint32_t sio_deliver_sid(slice sid, slice packet, const slice *att, uint32_t natt);

@@ -36,8 +36,7 @@ int ws_check_upgrade(const http_request *req)
 	return 0;
 }
 
-ws *ws_accept(conn *c, const http_request *req, const ws_handler *h, void *ud,
-	      const ws_limits *lim)
+ws *ws_accept(conn *c, const http_request *req, const ws_handler *h, void *ud, const ws_limits *lim)
 {
 	slice key;
 	http_header_get(req, "sec-websocket-key", &key);
@@ -55,11 +54,11 @@ ws *ws_accept(conn *c, const http_request *req, const ws_handler *h, void *ud,
 	}
 	char resp[256];
 	int n = snprintf(resp, sizeof(resp),
-			 "HTTP/1.1 101 Switching Protocols\r\n"
-			 "Upgrade: websocket\r\n"
-			 "Connection: Upgrade\r\n"
-			 "Sec-WebSocket-Accept: %s\r\n\r\n",
-			 accept);
+	                 "HTTP/1.1 101 Switching Protocols\r\n"
+	                 "Upgrade: websocket\r\n"
+	                 "Connection: Upgrade\r\n"
+	                 "Sec-WebSocket-Accept: %s\r\n\r\n",
+	                 accept);
 	httpd_detach(c);
 	c->flags &= ~(CONN_HTTP_BUSY | CONN_KEEPALIVE);
 	conn_send_copy(c, resp, (size_t)n);
@@ -187,9 +186,9 @@ static size_t on_read(conn *c, char *data, size_t len)
 			char sample[64];
 			gw.m.closed_bad_input++;
 			log_info("conn=%llu websocket protocol error, closing with %u (%s)",
-				 (unsigned long long)c->id, ev.close_code,
-				 log_sample(sample, sizeof(sample), data + used,
-					    (unsigned long)(len - used), 16));
+			         (unsigned long long)c->id, ev.close_code,
+			         log_sample(sample, sizeof(sample), data + used,
+			                    (unsigned long)(len - used), 16));
 			ws_close(w, ev.close_code, "protocol error");
 			return used;
 		}

@@ -42,7 +42,7 @@ int ws_check_upgrade(const http_request *req);
  * the new ws (owned by the connection; freed after on_close), or NULL when
  * the connection was closed instead. */
 ws *ws_accept(conn *c, const http_request *req, const ws_handler *h, void *ud,
-	      const ws_limits *lim);
+              const ws_limits *lim);
 
 /* Sends one unfragmented frame with a copy of payload. */
 int ws_send(ws *w, int opcode, slice payload);

@@ -19,7 +19,7 @@
 static int tap_count, tap_failed;
 
 static inline int tap_ok_(int cond, const char *file, int line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 #include <stdarg.h>
 
