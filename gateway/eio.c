@@ -69,8 +69,7 @@ int eio_payload_next(eio_payload_iter *it, eio_packet *pkt)
 	return 1;
 }
 
-/* Appends a fixed string; the encoders below build on it and roll back on
- * the first failure, so a caller never sees half a packet. */
+/* Shorthand for the fixed pieces of the handshake. */
 static int put(buf *out, const char *s)
 {
 	return buf_append_cstr(out, s);
@@ -93,6 +92,7 @@ int eio_encode_open(buf *out, slice sid, int allow_upgrade, uint32_t ping_interv
 {
 	if (!sid_ok(sid))
 		return -1;
+	/* Any failure rolls back to here, so a caller never sees half a packet. */
 	size_t mark = out->len;
 	if (put(out, "0{\"sid\":\"") < 0 || buf_append_slice(out, sid) < 0 ||
 	    put(out, allow_upgrade ? "\",\"upgrades\":[\"websocket\"],\"pingInterval\":"
@@ -155,6 +155,8 @@ size_t eio_base64_encoded_len(size_t n)
 
 int eio_base64_encode(buf *out, slice bin)
 {
+	if (bin.len == 0)
+		return 0;
 	if (bin.len > (SIZE_MAX / 4 - 1) * 3)
 		return -1;
 	size_t need = eio_base64_encoded_len(bin.len);

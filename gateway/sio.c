@@ -143,15 +143,12 @@ static int scan_string(const unsigned char *p, size_t n, size_t *pos)
 		case 'f':
 		case 'n':
 		case 'r':
-		case 't':
-			i += 2;
-			break;
+		case 't': i += 2; break;
 		case 'u':
 			if (scan_u_escape(p, n, &i) < 0)
 				return -1;
 			break;
-		default:
-			return -1;
+		default: return -1;
 		}
 	}
 	return -1;
@@ -409,8 +406,7 @@ static int check_data(const sio_packet *pkt, uint32_t max_depth, const char **er
 		if (kind != JV_ARRAY || first != JV_STRING)
 			return fail(err, "EVENT payload is not an array starting with a name");
 		return is_reserved_event(name) ? fail(err, "reserved event name") : 0;
-	default:
-		return kind == JV_ARRAY ? 0 : fail(err, "ACK payload is not an array");
+	default: return kind == JV_ARRAY ? 0 : fail(err, "ACK payload is not an array");
 	}
 }
 
@@ -642,27 +638,13 @@ int sio_json_escape(buf *out, slice s)
 		size_t esc_len = 2;
 		switch (c) {
 		case '"':
-		case '\\':
-			esc[1] = (char)c;
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
-			esc[1] = 'u';
-			esc_len = 6;
+		case '\\': esc[1] = (char)c; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default: esc[1] = 'u'; esc_len = 6;
 		}
 		if ((i > run && buf_append(out, s.base + run, i - run) < 0) ||
 		    buf_append(out, esc, esc_len) < 0)
