@@ -72,8 +72,7 @@ static uint16_t check_start(const ws_reader *r, uint8_t b0, uint8_t b1)
 		if (r->step == WS_RD_MESSAGE)
 			return WS_CLOSE_PROTOCOL; /* a new message inside a fragmented one */
 		return 0;
-	default:
-		return WS_CLOSE_PROTOCOL; /* reserved opcodes 3-7 and 11-15 */
+	default: return WS_CLOSE_PROTOCOL; /* reserved opcodes 3-7 and 11-15 */
 	}
 }
 
@@ -81,19 +80,19 @@ static uint16_t check_start(const ws_reader *r, uint8_t b0, uint8_t b1)
  * Checks the announced payload length against the protocol and the limits.
  * The arithmetic is arranged so that nothing can overflow: the bytes already
  * held are subtracted from the limit (they never exceed it) instead of being
- * added to the length.
+ * added to the length. Control frames were already held to 125 bytes, which
+ * every peer may send whatever the limits say.
  */
 static uint16_t check_length(const ws_reader *r, const ws_header *h)
 {
+	uint64_t held = h->opcode == WS_OP_CONT ? r->msg.len : 0;
+
 	if (h->len >> 63)
 		return WS_CLOSE_PROTOCOL; /* section 5.2: the most significant bit must be 0 */
-	if (h->len > limit_of(r->lim->max_frame))
+	if (is_control(h->opcode))
+		return 0;
+	if (h->len > limit_of(r->lim->max_frame) || h->len > limit_of(r->lim->max_message) - held)
 		return WS_CLOSE_TOO_BIG;
-	if (!is_control(h->opcode)) {
-		uint64_t held = h->opcode == WS_OP_CONT ? r->msg.len : 0;
-		if (h->len > limit_of(r->lim->max_message) - held)
-			return WS_CLOSE_TOO_BIG;
-	}
 	return 0;
 }
 
@@ -104,7 +103,7 @@ static uint16_t check_length(const ws_reader *r, const ws_header *h)
  * is the same however the input was split.
  */
 static int parse_header(const ws_reader *r, const uint8_t *p, size_t n, ws_header *h,
-			uint16_t *code)
+                        uint16_t *code)
 {
 	size_t ext;
 
@@ -244,7 +243,7 @@ static int data_frame(ws_reader *r, const ws_header *h, slice p, ws_event *ev)
 		return ev->type = WS_EV_NEED_MORE;
 	r->step = WS_RD_IDLE;
 	return deliver(ev, WS_EV_MESSAGE, r->msg_opcode,
-		       r->msg.len ? buf_slice(&r->msg) : slice_make("", 0));
+	               r->msg.len ? buf_slice(&r->msg) : slice_make("", 0));
 }
 
 /* Section 5.5.1: an empty body means "no status" (1005); otherwise two bytes
@@ -308,7 +307,7 @@ int ws_reader_feed(ws_reader *r, uint8_t *data, size_t len, size_t *consumed, ws
 		return WS_EV_NEED_MORE;
 	if (h.len > len - h.size) {
 		int text = h.opcode == WS_OP_TEXT ||
-			   (h.opcode == WS_OP_CONT && r->msg_opcode == WS_OP_TEXT);
+		           (h.opcode == WS_OP_CONT && r->msg_opcode == WS_OP_TEXT);
 		if (text && prescan(r, &h, data + h.size, len - h.size) == UTF8_REJECT)
 			return fail(r, ev, WS_CLOSE_INVALID_DATA);
 		return WS_EV_NEED_MORE;

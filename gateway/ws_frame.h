@@ -38,7 +38,14 @@
 #include "common/utf8.h"
 
 /* Opcodes (RFC 6455 section 5.2). */
-enum { WS_OP_CONT = 0, WS_OP_TEXT = 1, WS_OP_BINARY = 2, WS_OP_CLOSE = 8, WS_OP_PING = 9, WS_OP_PONG = 10 };
+enum {
+	WS_OP_CONT = 0,
+	WS_OP_TEXT = 1,
+	WS_OP_BINARY = 2,
+	WS_OP_CLOSE = 8,
+	WS_OP_PING = 9,
+	WS_OP_PONG = 10
+};
 
 /* Close status codes (section 7.4.1). 1005 is never sent: it is what a close
  * frame without a body reports. */
@@ -63,7 +70,7 @@ enum { WS_OP_CONT = 0, WS_OP_TEXT = 1, WS_OP_BINARY = 2, WS_OP_CLOSE = 8, WS_OP_
  *   max_fragments  frames in one data message, the first one included; empty
  *                  continuations count, so a stream of them cannot run forever
  * Exceeding max_frame or max_message closes with 1009, max_fragments with
- * 1008. */
+ * 1008. Control frames (at most 125 bytes) are not subject to these limits. */
 typedef struct ws_limits {
 	uint64_t max_frame;
 	uint64_t max_message;
@@ -104,12 +111,18 @@ typedef struct ws_reader {
 /* Event types returned by ws_reader_feed. */
 enum { WS_EV_NEED_MORE = 0, WS_EV_MESSAGE, WS_EV_PING, WS_EV_PONG, WS_EV_CLOSE, WS_EV_ERROR };
 
+/* What ws_reader_feed found. Which fields are set depends on the type:
+ *   MESSAGE     opcode (TEXT or BINARY), payload (the whole message)
+ *   PING, PONG  opcode, payload
+ *   CLOSE       opcode, payload (the whole body), close_code (1005 when the
+ *               body was empty), close_reason (valid UTF-8, maybe empty)
+ *   ERROR       close_code: the code to close the connection with */
 typedef struct ws_event {
-	int type;            /* WS_EV_* */
-	int opcode;          /* MESSAGE: WS_OP_TEXT/BINARY; PING, PONG, CLOSE: their opcode */
-	slice payload;       /* MESSAGE, PING, PONG: the (unmasked) payload; CLOSE: the whole body */
-	uint16_t close_code; /* CLOSE: the peer's code (1005 if none); ERROR: the code to close with */
-	slice close_reason;  /* CLOSE: the peer's reason, valid UTF-8, possibly empty */
+	int type; /* WS_EV_* */
+	int opcode;
+	slice payload;
+	uint16_t close_code;
+	slice close_reason;
 } ws_event;
 
 /* Prepares a reader in caller-owned storage. The reader keeps the pointer
