@@ -17,7 +17,7 @@
 #include "slice.h"
 
 typedef struct map_entry {
-	slice key; /* key.base == NULL: empty; == MAP_TOMBSTONE: deleted */
+	slice key; /* key.base == NULL: empty; a private sentinel: deleted */
 	void *value;
 } map_entry;
 
@@ -33,7 +33,9 @@ void map_dispose(map *m);
 
 /* Returns the value for key, or NULL. */
 void *map_get(const map *m, slice key);
-/* Inserts or replaces. Returns 0, or -1 when out of memory (map unchanged). */
+/* Inserts or replaces. Replacing stores the new key slice too, so a key
+ * living inside the old value may be freed with it. Returns 0, or -1 when
+ * out of memory (map unchanged). */
 int map_put(map *m, slice key, void *value);
 /* Removes key; returns the old value or NULL. */
 void *map_del(map *m, slice key);
