@@ -1,5 +1,7 @@
 #include "eio.h"
 
+#include "common/base64.h"
+
 #include <string.h>
 
 static int is_type(int c)
@@ -139,18 +141,11 @@ int eio_payload_append(buf *out, size_t payload_start, int type, slice data, int
 	return 0;
 }
 
-/*
- * Base64 (RFC 4648, standard alphabet, padded). Polling 'b' packets are the
- * only user, so the decoder is as strict as the two clients we serve allow:
- * they pad and leave the spare bits zero, and accepting anything else would
- * only give the same bytes several spellings.
- */
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/* Thin wrappers over common/base64: the strict standard-alphabet codec
+ * (padding required, spare bits zero) appending to a buf. */
 size_t eio_base64_encoded_len(size_t n)
 {
-	return (n / 3 + (n % 3 != 0)) * 4;
+	return base64_encoded_len(n);
 }
 
 int eio_base64_encode(buf *out, slice bin)
@@ -159,88 +154,22 @@ int eio_base64_encode(buf *out, slice bin)
 		return 0;
 	if (bin.len > (SIZE_MAX / 4 - 1) * 3)
 		return -1;
-	size_t need = eio_base64_encoded_len(bin.len);
+	size_t need = base64_encoded_len(bin.len);
 	if (buf_reserve(out, need) < 0)
 		return -1;
-	const unsigned char *p = (const unsigned char *)bin.base;
-	char *o = out->data + out->len;
-	size_t i = 0;
-	for (; i + 3 <= bin.len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		*o++ = b64_alphabet[v >> 18];
-		*o++ = b64_alphabet[(v >> 12) & 63];
-		*o++ = b64_alphabet[(v >> 6) & 63];
-		*o++ = b64_alphabet[v & 63];
-	}
-	if (bin.len - i == 1) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		*o++ = b64_alphabet[v >> 18];
-		*o++ = b64_alphabet[(v >> 12) & 63];
-		*o++ = '=';
-		*o++ = '=';
-	} else if (bin.len - i == 2) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		*o++ = b64_alphabet[v >> 18];
-		*o++ = b64_alphabet[(v >> 12) & 63];
-		*o++ = b64_alphabet[(v >> 6) & 63];
-		*o++ = '=';
-	}
-	out->len += need;
+	out->len += base64_encode(out->data + out->len, bin.base, bin.len);
 	return 0;
-}
-
-/* The value of one base64 symbol, or -1 for anything outside the alphabet
- * (including '=', which the caller handles by position). */
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
 }
 
 int eio_base64_decode(buf *out, slice text)
 {
-	if (text.len % 4)
-		return -1;
 	if (text.len == 0)
 		return 0;
-	const unsigned char *p = (const unsigned char *)text.base;
-	size_t pad = p[text.len - 1] == '=' ? (p[text.len - 2] == '=' ? 2 : 1) : 0;
-	size_t need = text.len / 4 * 3 - pad;
-	if (buf_reserve(out, need) < 0)
+	size_t cap = base64_decoded_max(text.len), n = 0;
+	if (buf_reserve(out, cap) < 0)
 		return -1;
-	char *o = out->data + out->len;
-	for (size_t i = 0; i < text.len; i += 4) {
-		int last = i + 4 == text.len;
-		/* Padding may only fill the tail of the final quantum. */
-		size_t syms = last ? 4 - pad : 4;
-		uint32_t v = 0;
-		for (size_t k = 0; k < 4; k++) {
-			int d = 0;
-			if (k < syms) {
-				d = b64_value(p[i + k]);
-				if (d < 0)
-					return -1;
-			}
-			v = v << 6 | (uint32_t)d;
-		}
-		*o++ = (char)(v >> 16);
-		if (syms > 2)
-			*o++ = (char)(v >> 8);
-		if (syms > 3)
-			*o++ = (char)v;
-		/* Spare bits must be zero: "QR==" and "QQ==" must not both mean "A". */
-		if ((syms == 2 && (v & 0xffff)) || (syms == 3 && (v & 0xff)))
-			return -1;
-	}
-	out->len += need;
+	if (base64_decode(out->data + out->len, cap, text, &n) < 0)
+		return -1;
+	out->len += n;
 	return 0;
 }
