@@ -33,7 +33,7 @@ void conformance_ws_echo(conn *c, const http_request *req)
 {
 	int st = ws_check_upgrade(req);
 	if (st) {
-		httpd_error(c, st, "not a WebSocket upgrade");
+		ws_refuse(c, st);
 		return;
 	}
 	/* The large-message cases of the suites need the limits raised:

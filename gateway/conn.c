@@ -169,8 +169,7 @@ static void start_linger(conn *c)
 {
 	c->flags |= CONN_LINGER;
 	shutdown(c->fd, SHUT_WR);
-	wheel_timer_init(&c->timer, linger_done, c);
-	gw_timer_set(&c->timer, LINGER_MS);
+	gw_timer_start(&c->timer, linger_done, c, LINGER_MS);
 }
 
 /* Writes as much of the queue as the kernel takes. Returns 0 when the

@@ -59,8 +59,7 @@ static void eio_error(conn *c, const http_request *req, int status, int code)
 static void arm_ping(eio_sock *e)
 {
 	e->flags &= ~EIO_F_PING_SENT;
-	wheel_timer_init(&e->hb, hb_fire, e);
-	gw_timer_set(&e->hb, (uint64_t)gw.cfg.ping_interval_ms);
+	gw_timer_start(&e->hb, hb_fire, e, (uint64_t)gw.cfg.ping_interval_ms);
 }
 
 static eio_sock *session_create(const eio_handler *h, int transport, uint32_t ip)
@@ -191,8 +190,7 @@ static void session_free(eio_sock *e, const char *reason)
 	buf_dispose(&e->pq);
 	/* Freed from the wheel, after every callback on the stack unwinds:
 	 * callers may still test e->flags for EIO_F_CLOSED. */
-	wheel_timer_init(&e->hb, free_later, e);
-	gw_timer_set(&e->hb, 0);
+	gw_timer_start(&e->hb, free_later, e, 0);
 }
 
 void eio_close(eio_sock *e, const char *reason)
@@ -246,6 +244,14 @@ static int on_packet(eio_sock *e, const eio_packet *p)
 		}
 		return (e->flags & EIO_F_CLOSED) ? -1 : 0;
 	case EIO_CLOSE:
+		/* A held poll ends with a noop, as engine.io answers it; the
+		 * session is gone for the next request. */
+		if (e->poll) {
+			conn *c = e->poll;
+			e->poll = NULL;
+			gw.m.conns_polling--;
+			httpd_respond(c, 200, "text/plain; charset=UTF-8", e->poll_cors, "6", 1);
+		}
 		session_free(e, "client closed");
 		return -1;
 	default:
@@ -350,8 +356,9 @@ static void poll_abort(conn *c, void *arg)
 	if (e->poll == c) {
 		e->poll = NULL;
 		gw.m.conns_polling--;
-		/* A client that drops its poll is gone unless it polls again before
-		 * the heartbeat notices. */
+		/* engine.io ends the session when a poll is dropped before its
+		 * answer: the client is gone (or broken), not merely slow. */
+		session_free(e, "poll connection closed prematurely");
 	}
 }
 
@@ -367,9 +374,14 @@ static void handle_get(conn *c, const http_request *req, eio_sock *e)
 		session_free(e, "overlapping polls");
 		return;
 	}
-	if (e->pq.len) {
+	if (e->pq.len || e->probe) {
+		/* While a WebSocket is being probed, polls are answered at once
+		 * (a noop if nothing is queued) so the client can pause polling
+		 * and finish the upgrade. */
 		char hdrs[600];
 		cors_headers(req, hdrs, sizeof(hdrs));
+		if (!e->pq.len)
+			eio_payload_append(&e->pq, 0, EIO_NOOP, SLICE_NULL, 0);
 		httpd_respond(c, 200, "text/plain; charset=UTF-8", hdrs, e->pq.data, e->pq.len);
 		buf_reset(&e->pq);
 		return;
@@ -389,21 +401,28 @@ static void handle_post(conn *c, const http_request *req, slice body, eio_sock *
 {
 	char hdrs[600];
 	cors_headers(req, hdrs, sizeof(hdrs));
-	/* Answer first: handlers below may close the session, and the client
-	 * expects "ok" for a body it managed to send either way. */
-	httpd_respond(c, 200, "text/html", hdrs, "ok", 2);
 	eio_payload_iter it;
 	eio_packet p;
-	eio_payload_init(&it, body);
 	int rc;
+	/* The whole body is checked before any packet of it takes effect: a
+	 * malformed payload is refused (400) and ends the session. */
+	eio_payload_init(&it, body);
 	while ((rc = eio_payload_next(&it, &p)) == 1)
-		if (on_packet(e, &p) < 0)
-			return;
+		;
 	if (rc < 0) {
 		gw.m.closed_bad_input++;
 		log_info("sid=%s malformed polling payload: closing", e->sid);
+		eio_error(c, req, 400, EIO_ERR_REQUEST);
 		session_free(e, "malformed payload");
+		return;
 	}
+	/* Answered before dispatch: handlers may close the session, and the
+	 * client is owed "ok" for a body it sent correctly. */
+	httpd_respond(c, 200, "text/html", hdrs, "ok", 2);
+	eio_payload_init(&it, body);
+	while (eio_payload_next(&it, &p) == 1)
+		if (on_packet(e, &p) < 0)
+			return;
 }
 
 static void send_open(eio_sock *e, int allow_upgrades, buf *out)
@@ -472,7 +491,7 @@ void eio_handle(conn *c, const http_request *req, slice body, const eio_handler 
 		int st = ws_check_upgrade(req);
 		if (st) {
 			gw.m.handshake_fail[HS_FAIL_BAD_REQUEST]++;
-			eio_error(c, req, st, EIO_ERR_REQUEST);
+			ws_refuse(c, st);
 			return;
 		}
 		if (e && (e->transport != EIO_T_POLLING || e->probe || !allow_upgrades)) {
@@ -506,6 +525,10 @@ void eio_handle(conn *c, const http_request *req, slice body, const eio_handler 
 			e->h->on_open(e);
 		} else {
 			e->probe = w;
+			if (e->poll) {
+				eio_payload_append(&e->pq, 0, EIO_NOOP, SLICE_NULL, 0);
+				poll_flush(e);
+			}
 		}
 		return;
 	}

@@ -32,8 +32,7 @@ static void header_deadline(wheel_timer *t)
 
 static void arm_deadline(conn *c)
 {
-	wheel_timer_init(&c->timer, header_deadline, c);
-	gw_timer_set(&c->timer, (uint64_t)gw.cfg.header_timeout_ms);
+	gw_timer_start(&c->timer, header_deadline, c, (uint64_t)gw.cfg.header_timeout_ms);
 }
 
 void httpd_start(conn *c, httpd_route_fn *route)

@@ -9,9 +9,12 @@
 static char *origins[MAX_ORIGINS];
 static int norigins, wildcard;
 
-/* Canonical form: lower-case scheme and host, no default port, no trailing
- * slash. Returns 0 or -1 when s is not scheme://host[:port]. */
-static int canon(slice s, char *out, size_t cap)
+/* Canonical form: no default port, no trailing slash; with `lower`,
+ * lower-case scheme and host (for the configured list). A browser always
+ * serialises an Origin in lower case, so an incoming Origin is compared
+ * as sent: odd case is not a browser and is refused. Returns 0 or -1 when
+ * s is not scheme://host[:port]. */
+static int canon(slice s, char *out, size_t cap, int lower)
 {
 	const char *p = s.base, *end = s.base + s.len;
 	const char *sep = NULL;
@@ -26,7 +29,7 @@ static int canon(slice s, char *out, size_t cap)
 	for (const char *q = p; q < sep; q++) {
 		if (!isalnum((unsigned char)*q) && *q != '+' && *q != '-' && *q != '.')
 			return -1;
-		out[o++] = (char)tolower((unsigned char)*q);
+		out[o++] = lower ? (char)tolower((unsigned char)*q) : *q;
 	}
 	size_t scheme_len = o;
 	memcpy(out + o, "://", 3);
@@ -40,7 +43,7 @@ static int canon(slice s, char *out, size_t cap)
 		unsigned char ch = (unsigned char)*q;
 		if (ch <= 0x20 || ch >= 0x7f || ch == '/' || ch == '@' || ch == '?' || ch == '#')
 			return -1;
-		out[o++] = (char)tolower(ch);
+		out[o++] = lower ? (char)tolower(ch) : (char)ch;
 	}
 	out[o] = '\0';
 	/* Drop a default port so https://a and https://a:443 compare equal. */
@@ -70,7 +73,7 @@ int origin_init(const char *list, const char **err)
 			wildcard = 1;
 		} else if (len) {
 			char tmp[512];
-			if (canon(slice_make(p, len), tmp, sizeof(tmp)) < 0) {
+			if (canon(slice_make(p, len), tmp, sizeof(tmp), 1) < 0) {
 				*err = "an entry is not scheme://host[:port]";
 				return -1;
 			}
@@ -98,7 +101,7 @@ int origin_allowed(const http_request *req)
 	if (wildcard)
 		return 1;
 	char c[512];
-	if (canon(o, c, sizeof(c)) < 0)
+	if (canon(o, c, sizeof(c), 0) < 0)
 		return 0; /* includes "null" */
 	for (int i = 0; i < norigins; i++)
 		if (strcmp(c, origins[i]) == 0)
@@ -106,12 +109,7 @@ int origin_allowed(const http_request *req)
 	if (norigins == 0 && http_header_get(req, "host", &host) && host.len < 256) {
 		/* Same origin: the browser's page came from the host it connects to. */
 		const char *h = strstr(c, "://") + 3;
-		char hc[300];
-		size_t n = 0;
-		for (size_t i = 0; i < host.len; i++)
-			hc[n++] = (char)tolower((unsigned char)host.base[i]);
-		hc[n] = '\0';
-		return strcmp(h, hc) == 0;
+		return strlen(h) == host.len && memcmp(h, host.base, host.len) == 0;
 	}
 	return 0;
 }

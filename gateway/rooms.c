@@ -57,7 +57,7 @@ int rooms_join(rmember **list, void *owner, slice name)
 	r->count++;
 	m->onext = *list;
 	*list = m;
-	if (r->count == 1 && rooms_changed)
+	if (rooms_changed)
 		rooms_changed(r);
 	return 1;
 }
@@ -73,9 +73,9 @@ static void unlink_member(rmember *m)
 		m->rnext->rprev = m->rprev;
 	r->count--;
 	free(m);
+	if (rooms_changed)
+		rooms_changed(r);
 	if (r->count == 0) {
-		if (rooms_changed)
-			rooms_changed(r);
 		map_del(&gw.rooms, slice_make(r->name, r->len));
 		free(r);
 	}

@@ -3,9 +3,9 @@
  *
  * A member is any owner object (a Socket.IO socket); each owner keeps the
  * list of its memberships so that leaving everything at disconnect costs
- * one pass over its own rooms. The first member of a room and the last one
- * leaving are reported through rooms_changed so the Redis registry can say
- * which gateways hold members of which rooms.
+ * one pass over its own rooms. Every change of a room's local member count
+ * is reported through rooms_changed so the Redis registry can say which
+ * gateways hold how many members of which rooms.
  */
 #ifndef TIDINGS_ROOMS_H
 #define TIDINGS_ROOMS_H
@@ -31,8 +31,8 @@ struct room {
 	char name[]; /* NUL-terminated, len bytes */
 };
 
-/* Called when a room gains its first or loses its last local member
- * (count 1 or 0). Set by the process layer. */
+/* Called after every join and leave with the room's new local count (0:
+ * the room is about to be freed). Set by the process layer. */
 extern void (*rooms_changed)(const room *r);
 
 /* Adds owner to the room `name` (created if new). Returns 1 when joined,

@@ -140,8 +140,7 @@ static void set_user(sio_sock *s, const jwt_claims *c)
 	if (c->flags & JWT_HAS_EXP) {
 		int64_t left = c->exp - clock_wall_s();
 		s->exp = c->exp;
-		wheel_timer_init(&s->exp_timer, exp_fire, s);
-		gw_timer_set(&s->exp_timer, left > 0 ? (uint64_t)left * 1000 : 0);
+		gw_timer_start(&s->exp_timer, exp_fire, s, left > 0 ? (uint64_t)left * 1000 : 0);
 	}
 	bus_session_add(s);
 }
@@ -497,8 +496,7 @@ static void on_open(eio_sock *e)
 	cl->e = e;
 	e->ud = cl;
 	buf_init(&cl->packet, 0);
-	wheel_timer_init(&cl->ct, connect_timeout, cl);
-	gw_timer_set(&cl->ct, (uint64_t)gw.cfg.connect_timeout_ms);
+	gw_timer_start(&cl->ct, connect_timeout, cl, (uint64_t)gw.cfg.connect_timeout_ms);
 }
 
 static sio_limits lims(void)
@@ -591,6 +589,18 @@ static void on_message(eio_sock *e, slice data, int binary)
 		return;
 	}
 	if (pk.attachments) {
+		/* Placeholders are checked now, before any attachment is buffered:
+		 * a packet that can never be valid costs nothing more. */
+		cJSON *tree = cJSON_ParseWithLength(pk.data.base, pk.data.len);
+		int bad = !tree || sio_check_placeholders(tree, pk.attachments, &err) < 0;
+		cJSON_Delete(tree);
+		if (bad) {
+			gw.m.closed_bad_input++;
+			log_info("eio=%s bad attachment placeholders (%s): closing", e->sid,
+				 err ? err : "json");
+			eio_close(e, "bad packet");
+			return;
+		}
 		/* Keep the packet text; its slices are re-parsed once complete. */
 		cl->att = calloc(pk.attachments, sizeof(buf));
 		if (!cl->att || buf_append_slice(&cl->packet, data) < 0) {

@@ -36,6 +36,14 @@ int ws_check_upgrade(const http_request *req)
 	return 0;
 }
 
+void ws_refuse(conn *c, int status)
+{
+	static const char msg[] = "not a valid WebSocket upgrade";
+	c->flags &= ~CONN_KEEPALIVE;
+	httpd_respond(c, status, "text/plain; charset=UTF-8",
+		      status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL, msg, sizeof(msg) - 1);
+}
+
 ws *ws_accept(conn *c, const http_request *req, const ws_handler *h, void *ud, const ws_limits *lim)
 {
 	slice key;

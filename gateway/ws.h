@@ -38,6 +38,10 @@ enum { WS_CLOSE_SENT = 1 };
  * and returns 0, or an HTTP status to refuse with (400, 426). */
 int ws_check_upgrade(const http_request *req);
 
+/* Answers a refused upgrade with `status` from ws_check_upgrade (426
+ * carries the version we speak, as RFC 6455 4.4 requires) and closes. */
+void ws_refuse(conn *c, int status);
+
 /* Answers 101 and takes the connection over from the HTTP layer. Returns
  * the new ws (owned by the connection; freed after on_close), or NULL when
  * the connection was closed instead. */
