@@ -229,12 +229,8 @@ void config_dump(const config_opt *tab, const void *cfg, FILE *out)
 				fprintf(out, "%s\n", s);
 			break;
 		}
-		case CFG_INT:
-			fprintf(out, "%lld\n", (long long)*(const int64_t *)field);
-			break;
-		case CFG_BOOL:
-			fprintf(out, "%s\n", *(const int *)field ? "true" : "false");
-			break;
+		case CFG_INT: fprintf(out, "%lld\n", (long long)*(const int64_t *)field); break;
+		case CFG_BOOL: fprintf(out, "%s\n", *(const int *)field ? "true" : "false"); break;
 		}
 	}
 }

@@ -510,9 +510,7 @@ static void handle_packet(sio_client *cl, const sio_packet *pk, const slice *att
 	if (pk->type >= 0 && pk->type < 7)
 		gw.m.pkts_in[pk->type]++;
 	switch (pk->type) {
-	case SIO_CONNECT:
-		on_connect(cl, pk);
-		break;
+	case SIO_CONNECT: on_connect(cl, pk); break;
 	case SIO_DISCONNECT: {
 		sio_sock *s = find_sock(cl, pk->nsp);
 		if (s)
@@ -522,9 +520,7 @@ static void handle_packet(sio_client *cl, const sio_packet *pk, const slice *att
 	case SIO_EVENT:
 	case SIO_ACK:
 	case SIO_BINARY_EVENT:
-	case SIO_BINARY_ACK:
-		dispatch_event(cl, pk, att, natt);
-		break;
+	case SIO_BINARY_ACK: dispatch_event(cl, pk, att, natt); break;
 	default:
 		gw.m.closed_bad_input++;
 		log_info("eio=%s unexpected Socket.IO packet type %d: closing", cl->e->sid,
@@ -597,7 +593,7 @@ static void on_message(eio_sock *e, slice data, int binary)
 		if (bad) {
 			gw.m.closed_bad_input++;
 			log_info("eio=%s bad attachment placeholders (%s): closing", e->sid,
-				 err ? err : "json");
+			         err ? err : "json");
 			eio_close(e, "bad packet");
 			return;
 		}

@@ -41,7 +41,7 @@ void ws_refuse(conn *c, int status)
 	static const char msg[] = "not a valid WebSocket upgrade";
 	c->flags &= ~CONN_KEEPALIVE;
 	httpd_respond(c, status, "text/plain; charset=UTF-8",
-		      status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL, msg, sizeof(msg) - 1);
+	              status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL, msg, sizeof(msg) - 1);
 }
 
 ws *ws_accept(conn *c, const http_request *req, const ws_handler *h, void *ud, const ws_limits *lim)
@@ -166,12 +166,8 @@ static size_t on_read(conn *c, char *data, size_t len)
 			if (n == 0)
 				return used;
 			break;
-		case WS_EV_MESSAGE:
-			w->h->on_message(w, ev.opcode, ev.payload);
-			break;
-		case WS_EV_PING:
-			ws_send(w, WS_OP_PONG, ev.payload);
-			break;
+		case WS_EV_MESSAGE: w->h->on_message(w, ev.opcode, ev.payload); break;
+		case WS_EV_PING: ws_send(w, WS_OP_PONG, ev.payload); break;
 		case WS_EV_PONG:
 			if (w->h->on_pong)
 				w->h->on_pong(w);

@@ -178,9 +178,10 @@ static void test_good(void)
 		       slice_eq(back.pkt.data, p->data),
 		   "  round-trips through sio_encode");
 		/* "0/custom" without its comma is accepted but re-encoded with it. */
-		int comma = slice_eq_cstr(p->nsp, "/") || memchr(good[i].in.base, ',', good[i].in.len);
+		int comma =
+		    slice_eq_cstr(p->nsp, "/") || memchr(good[i].in.base, ',', good[i].in.len);
 		if (comma && (!slice_eq_cstr(p->nsp, "/") || good[i].in.base[1] != '/' ||
-			      good[i].in.base[2] != ','))
+		              good[i].in.base[2] != ','))
 			is_mem(b.data, b.len, good[i].in.base, good[i].in.len,
 			       "  to the same bytes");
 
