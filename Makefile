@@ -109,7 +109,7 @@ fmt:
 fmt-check:
 	clang-format --dry-run -Werror $(wildcard common/*.[ch] gateway/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c)
 lint:
-	clang-tidy -quiet $(COMMON_SRC) $(GATEWAY_SRC) $(CTL_SRC) gateway/main.c -- $(BASE_CFLAGS)
+	clang-tidy -quiet --warnings-as-errors="*" $(COMMON_SRC) $(GATEWAY_SRC) $(CTL_SRC) gateway/main.c -- $(BASE_CFLAGS:-MMD=) 2>/dev/null
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -I. common gateway ctl
 
 clean:

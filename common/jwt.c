@@ -15,7 +15,7 @@
 #define MAC_B64_LEN 43 /* base64url_encoded_len(MAC_LEN) */
 
 /* Every part of a token within JWT_MAX_TOKEN decodes to fewer bytes. */
-#define PART_MAX (JWT_MAX_TOKEN / 4 * 3)
+#define PART_MAX ((size_t)JWT_MAX_TOKEN / 4 * 3)
 
 /* Header members beyond this refuse the token: the duplicate-key check is
  * quadratic, and it runs before the signature is known to be good. Open

@@ -33,7 +33,8 @@ static inline slice slice_cstr(const char *s)
 
 static inline int slice_eq(slice a, slice b)
 {
-	return a.len == b.len && (a.len == 0 || memcmp(a.base, b.base, a.len) == 0);
+	return a.len == b.len &&
+	       (a.len == 0 || (a.base && b.base && memcmp(a.base, b.base, a.len) == 0));
 }
 
 static inline int slice_eq_cstr(slice a, const char *s)

@@ -701,7 +701,7 @@ int bus_init(void)
 	blk.on_up = blk_up;
 	rooms_changed = bus_room_changed;
 	tick_ev = event_new(gw.base, -1, EV_PERSIST, on_tick, NULL);
-	struct timeval tv = {0, 100 * 1000};
+	struct timeval tv = {0, 100000};
 	event_add(tick_ev, &tv);
 	rconn_start(&cmd);
 	rconn_start(&blk);

@@ -11,7 +11,7 @@
 #include "common/log.h"
 #include "gw.h"
 
-#define SCRATCH_SIZE (64 * 1024)
+#define SCRATCH_SIZE ((size_t)64 * 1024)
 #define IOV_BATCH    64
 #define LINGER_MS    2000
 

@@ -142,7 +142,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 	listener *l = arg;
 	gw_now_update();
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		struct sockaddr_storage ss;
+		struct sockaddr_storage ss = {0};
 		socklen_t sl = sizeof(ss);
 		int cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
@@ -239,7 +239,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 	for (size_t i = 0; (e = map_next(&gw.eio_by_sid, &i)) != NULL;)
 		eio_close(e->value, "server shutting down");
 	bus_shutdown();
-	struct timeval tv = {0, DRAIN_MS * 1000};
+	struct timeval tv = {DRAIN_MS / 1000, (DRAIN_MS % 1000) * 1000L};
 	event_base_once(gw.base, -1, EV_TIMEOUT, drain_done, NULL, &tv);
 }
 

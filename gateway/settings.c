@@ -88,7 +88,7 @@ int settings_load(settings *s, int argc, char **argv, char *err, size_t errlen)
 		snprintf(err, errlen, "log-level: unknown level '%s'", s->log_level);
 		return -1;
 	}
-	if (strcmp(s->log_format, "json") && strcmp(s->log_format, "text")) {
+	if (strcmp(s->log_format, "json") != 0 && strcmp(s->log_format, "text") != 0) {
 		snprintf(err, errlen, "log-format: '%s' is neither json nor text", s->log_format);
 		return -1;
 	}
