@@ -252,12 +252,16 @@ static void sup_signal(int sig)
 }
 
 /* TIDINGS_PROCESSES=N: fork N gateways sharing the port, restart any that
- * dies, forward SIGTERM/SIGINT. Returns in the child; never in the parent. */
-static void supervise(int n)
+ * dies, forward SIGTERM/SIGINT. Returns the child's index (0..N-1) in the
+ * child; never returns in the parent. */
+static int supervise(int n)
 {
 	pid_t *kids = calloc((size_t)n, sizeof(pid_t));
-	signal(SIGTERM, sup_signal);
-	signal(SIGINT, sup_signal);
+	/* No SA_RESTART: the signal must interrupt wait() below. */
+	struct sigaction sa = {0};
+	sa.sa_handler = sup_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	for (;;) {
 		for (int i = 0; i < n && !sup_stop; i++) {
 			if (kids[i] > 0)
@@ -267,13 +271,15 @@ static void supervise(int n)
 				signal(SIGTERM, SIG_DFL);
 				signal(SIGINT, SIG_DFL);
 				free(kids);
-				return;
+				return i;
 			}
 			kids[i] = p;
 		}
-		int st;
+		int st = 0;
 		pid_t dead = wait(&st);
 		if (sup_stop) {
+			log_info("supervisor: signal %d, stopping %d gateway processes",
+			         (int)sup_stop, n);
 			for (int i = 0; i < n; i++)
 				if (kids[i] > 0)
 					kill(kids[i], SIGTERM);
@@ -341,8 +347,16 @@ int main(int argc, char **argv)
 	if (gw.cfg.conformance)
 		log_warn("conformance mode is on: echo endpoints are open (never in production)");
 	signal(SIGPIPE, SIG_IGN);
-	if (gw.cfg.processes > 1)
-		supervise((int)gw.cfg.processes);
+	if (gw.cfg.processes > 1) {
+		/* Each process is a gateway of its own in Redis (its own delivery
+		 * stream and registrations): the id gets the process's index,
+		 * stable across restarts of that slot. */
+		int idx = supervise((int)gw.cfg.processes);
+		char id[160];
+		snprintf(id, sizeof(id), "%s-%d", gw.cfg.gateway_id, idx);
+		free(gw.cfg.gateway_id);
+		gw.cfg.gateway_id = strdup(id);
+	}
 
 	gw.base = event_base_new();
 	event_base_priority_init(gw.base, 3);
