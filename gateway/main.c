@@ -137,6 +137,41 @@ static void ip_release(conn *c)
 	}
 }
 
+/* Connection-rate limit: a token bucket refilled at max_connect_rate per
+ * second, holding at most one second's worth, so a reconnect storm is let
+ * in at a pace Redis and the workers can follow. */
+static int rate_admit(void)
+{
+	static double tokens;
+	static uint64_t last_ms;
+	double rate = (double)gw.cfg.max_connect_rate;
+	if (rate <= 0)
+		return 1;
+	uint64_t now = gw_now();
+	tokens += (double)(now - last_ms) * rate / 1000.0;
+	last_ms = now;
+	if (tokens > rate)
+		tokens = rate;
+	if (tokens < 1)
+		return 0;
+	tokens -= 1;
+	return 1;
+}
+
+/* Answers 503 on a connection we will not serve, holding no state for it. */
+static void refuse(int fd, const char *why)
+{
+	static const char busy[] =
+	    "HTTP/1.1 503 Service Unavailable\r\n"
+	    "Content-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
+	gw.m.handshake_fail[HS_FAIL_TOO_MANY]++;
+	log_debug("refused a connection: %s", why);
+	if (write(fd, busy, sizeof(busy) - 1) < 0) {
+		/* nothing more to do for a refused peer */
+	}
+	close(fd);
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
 	listener *l = arg;
@@ -150,17 +185,14 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 				log_error("accept on %s: %s", l->name, strerror(errno));
 			return;
 		}
+		if (l == &pub && !rate_admit()) {
+			refuse(cfd, "connection rate limit");
+			continue;
+		}
 		uint32_t ip =
 		    ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_addr.s_addr : 0;
 		if (l == &pub && !ip_admit(ip)) {
-			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
-			                           "Content-Length: 0\r\nConnection: close\r\n\r\n";
-			gw.m.handshake_fail[HS_FAIL_TOO_MANY]++;
-			log_debug("refused a connection: too many from one address");
-			if (write(cfd, busy, sizeof(busy) - 1) < 0) {
-				/* nothing more to do for a refused peer */
-			}
-			close(cfd);
+			refuse(cfd, "too many from one address");
 			continue;
 		}
 		int one = 1;

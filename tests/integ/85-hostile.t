@@ -74,4 +74,14 @@ like "$metrics" 'tidings_slow_consumers_total [1-9]' "slow consumer counted in /
 
 check "gateway still healthy after all of it" gateway_healthy gw1
 check_gateway_stop gw1
+
+# Reconnect storm: with a rate of 20 connections/s, a burst of 60 gets 503
+# for what exceeds the bucket, and connections are let in again a second later.
+start_gateway gw2 TIDINGS_MAX_CONNECT_RATE=20 || bail "gateway gw2 starts"
+res=$(timeout 20 $H perip "${GW_PORT[gw2]}" 60)
+like "$res" '"refused": (3[0-9]|4[0-9])' "a burst over the connection rate is answered 503 ($res)"
+sleep 1.1
+code=$(http_code "$(gw_url gw2)/ws/socket.io/?EIO=4&transport=polling")
+is "$code" 200 "a second later connections are admitted again"
+check_gateway_stop gw2
 done_testing
