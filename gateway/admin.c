@@ -6,6 +6,7 @@
 #include "bus.h"
 #include "common/buf.h"
 #include "eio_sock.h"
+#include "emit.h"
 #include "gw.h"
 #include "sio_sock.h"
 
@@ -91,6 +92,13 @@ static void metrics(conn *c)
 
 void admin_route(conn *c, const http_request *req, slice body)
 {
+	if (slice_eq_cstr(req->path, "/api/v1/emit")) {
+		if (slice_eq_cstr(req->method, "POST"))
+			emit_route(c, req, body);
+		else
+			httpd_error(c, 405, "POST only");
+		return;
+	}
 	if (!slice_eq_cstr(req->method, "GET")) {
 		httpd_error(c, 405, "method not allowed");
 	} else if (slice_eq_cstr(req->path, "/healthz")) {

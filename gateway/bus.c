@@ -415,6 +415,50 @@ int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, in
 	return 0;
 }
 
+typedef struct emit_wait {
+	bus_emit_cb *cb;
+	void *arg;
+} emit_wait;
+
+static void on_emit(redisAsyncContext *ac, void *reply, void *priv)
+{
+	emit_wait *w = priv;
+	redisReply *r = reply;
+	count_reply(ac, reply, NULL);
+	if (!r)
+		w->cb(w->arg, "Redis connection lost before the entry was confirmed");
+	else if (r->type == REDIS_REPLY_ERROR)
+		w->cb(w->arg, r->str);
+	else
+		w->cb(w->arg, NULL);
+	free(w);
+}
+
+int bus_emit(const slice *fields, int nfields, slice shard_key, bus_emit_cb *cb, void *arg)
+{
+	char k[300], shard[16];
+	snprintf(shard, sizeof(shard), "%u", bus_shard(shard_key));
+	if (key(k, sizeof(k), "ingress:", shard, "") < 0 || nfields > 16)
+		return -1;
+	args a = {0};
+	arg_s(&a, "XADD");
+	arg_s(&a, k);
+	arg_s(&a, "*");
+	for (int i = 0; i < 2 * nfields; i++)
+		arg_sl(&a, fields[i]);
+	emit_wait *w = malloc(sizeof(*w));
+	if (!w)
+		return -1;
+	w->cb = cb;
+	w->arg = arg;
+	if (send_argv(&cmd, on_emit, w, a.n, a.v, a.l) < 0) {
+		free(w);
+		return -1;
+	}
+	gw.m.ingress_entries++;
+	return 0;
+}
+
 /* ---- token revocation ---- */
 
 typedef struct revoke_check {

@@ -45,6 +45,13 @@ void bus_room_changed(const room *r);
 int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, int64_t ack,
                 const slice *att, uint32_t natt, slice shard_key);
 
+/* A producer's emit (docs/redis.md): appends `fields` (name, value pairs,
+ * nfields names) to the ingress shard of shard_key with XADD and calls
+ * cb(arg, err) once Redis has answered: err NULL when the entry is durably
+ * queued, else why not. Returns -1 (cb not called) when Redis is away. */
+typedef void bus_emit_cb(void *arg, const char *err);
+int bus_emit(const slice *fields, int nfields, slice shard_key, bus_emit_cb *cb, void *arg);
+
 /* Checks Open WebUI's revocation keys for a verified token, then calls
  * cb(arg, ok) exactly once: ok = 1 accepted, 0 revoked or not checkable
  * (Redis away: fail closed). */

@@ -20,6 +20,8 @@ const config_opt settings_table[] = {
      "Socket.IO endpoint path"},
     {"secret", "TIDINGS_SECRET", "WEBUI_SECRET_KEY,WEBUI_JWT_SECRET_KEY", 0, CFG_STR, "", 0, 0,
      S(secret), CFG_SECRET, "HS256 key of the JWTs (Open WebUI's WEBUI_SECRET_KEY)"},
+    {"api-key", "TIDINGS_API_KEY", NULL, 0, CFG_STR, "", 0, 0, S(api_key), CFG_SECRET,
+     "bearer token for POST /api/v1/emit on the internal port (empty: the API is off)"},
     {"redis-url", "TIDINGS_REDIS_URL", "WEBSOCKET_REDIS_URL,REDIS_URL", 0, CFG_STR,
      "redis://127.0.0.1:6379/0", 0, 0, S(redis_url), 0,
      "Redis server (redis://[:pw@]host:port/db)"},

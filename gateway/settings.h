@@ -23,6 +23,7 @@ typedef struct settings {
 	char *cors;         /* ';'-separated origins, "*" allowed when explicit */
 	char *namespaces;   /* extra Socket.IO namespaces besides "/", ';'-separated */
 	char *gateway_id;
+	char *api_key; /* bearer token of the emit API; empty: API off */
 	char *log_level, *log_format;
 	int64_t ping_interval_ms, ping_timeout_ms, connect_timeout_ms;
 	int64_t max_payload, max_attachments, max_fragments;

@@ -1,0 +1,14 @@
+/*
+ * emit.h - the producer API on the internal port: POST /api/v1/emit puts
+ * an event for a user, a room or a socket on the ingress streams, where a
+ * worker persists it (update_db) and fans it out; the answer is 202 once
+ * the entry is durably queued in Redis.
+ */
+#ifndef TIDINGS_EMIT_H
+#define TIDINGS_EMIT_H
+
+#include "httpd.h"
+
+void emit_route(conn *c, const http_request *req, slice body);
+
+#endif

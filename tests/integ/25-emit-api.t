@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The producer API on the internal port: POST /api/v1/emit answers 202 once
+# the entry is on the ingress stream, refuses bad requests with a reason,
+# and refuses oversized bodies before buffering them.
+. "$(dirname "$0")/lib.sh"
+watchdog 40
+
+KEY=k-$RANDOM$RANDOM
+setup_stack TIDINGS_API_KEY=$KEY
+A=$(admin_url gw1)
+post() { curl -s -o "$TMP/resp" -w '%{http_code}' -X POST -H 'Content-Type: application/json' "$@"; }
+auth=(-H "Authorization: Bearer $KEY")
+
+code=$(post "${auth[@]}" --data '{"event":"events","to":{"user":"u1"},"data":{"chat_id":"c1","message_id":"m1","data":{"type":"status","data":{"done":true}}},"update_db":true,"id":"emit-test-1"}' "$A/api/v1/emit")
+is "$code" 202 "a valid emit is accepted with 202"
+like "$(cat "$TMP/resp")" '"id":"emit-test-1"' "the answer carries the event id"
+dump=$(ingress_dump)
+entry=$(grep '"emit-test-1"' <<<"$dump")
+like "$entry" '"kind":"emit"' "the entry is on an ingress stream as kind=emit"
+like "$entry" '"to_type":"user","to":"u1"' "with its target"
+like "$entry" '"update_db":"1"' "and update_db"
+like "$entry" '"data":"\{\\"chat_id\\":\\"c1\\"' "and the data as compact JSON"
+# The shard is the chat's, as docs/redis.md computes it.
+want=$(node -e 'let h=2166136261;for(const c of Buffer.from("chat:c1")){h^=c;h=Math.imul(h,16777619)>>>0}console.log(h%16)')
+like "$entry" "\"stream\":\"$PREFIX:ingress:$want\"" "on the chat's shard (fnv1a32('chat:c1') % 16 = $want)"
+
+code=$(post "${auth[@]}" --data '{"event":"events","to":{"room":"channel:x"},"data":{}}' "$A/api/v1/emit")
+is "$code" 202 "an emit without id gets one"
+like "$(cat "$TMP/resp")" '"id":"emit-[A-Za-z0-9_-]{22}"' "a generated id"
+
+code=$(post --data '{"event":"e","to":{"user":"u1"}}' "$A/api/v1/emit")
+is "$code" 401 "no bearer token: 401"
+code=$(post -H "Authorization: Bearer wrong" --data '{"event":"e","to":{"user":"u1"}}' "$A/api/v1/emit")
+is "$code" 401 "wrong bearer token: 401"
+for bad in '[1,2]' '{"to":{"user":"u1"}}' '{"event":"e"}' '{"event":"e","to":{"user":"u1","room":"r"}}' \
+	'{"event":"e","to":{"user":"a*b"}}' '{"event":"e","to":{"user":"u1"},"update_db":"yes"}' \
+	'{"event":"e","to":{"user":"u1"},"id":"x y"}' 'not json'; do
+	code=$(post "${auth[@]}" --data "$bad" "$A/api/v1/emit")
+	is "$code" 400 "refused with 400: $bad"
+	like "$(cat "$TMP/resp")" '"error":"' "  with a reason"
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$A/api/v1/emit")
+is "$code" 405 "GET is not allowed"
+# 40 MB declared: refused from the header, before the body is read.
+code=$(head -c 40000000 /dev/zero | tr '\0' 'x' | post "${auth[@]}" --data-binary @- "$A/api/v1/emit")
+is "$code" 413 "a 40 MB emit is refused with 413 before buffering"
+
+kill_redis
+code=$(post "${auth[@]}" --data '{"event":"e","to":{"user":"u1"}}' "$A/api/v1/emit")
+is "$code" 503 "Redis away: 503, nothing claimed as queued"
+check_gateway_stop gw1
+done_testing
