@@ -21,6 +21,7 @@ SAN       := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanit
 
 COMMON_SRC  := $(wildcard common/*.c)
 GATEWAY_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
+WORKER_SRC  := $(wildcard worker/*.c)
 CTL_SRC     := $(wildcard ctl/*.c)
 LIB_SRC     := $(COMMON_SRC) $(GATEWAY_SRC)
 
@@ -52,10 +53,22 @@ build/tidings-gateway: $(OBJ)/gateway/main.o $(OBJ)/libtidings.a
 	$(CC) -o $@ $^ $(PKG_LIBS)
 build/tidingsctl: $(CTL_SRC:%.c=$(OBJ)/%.o) $(OBJ)/libtidings.a
 	$(CC) -o $@ $^ $(PKG_LIBS)
+build/tidings-worker: $(WORKER_SRC:%.c=$(OBJ)/%.o) $(OBJ)/libtidings.a
+	$(CC) -o $@ $^ $(PKG_LIBS)
+$(ASAN)/tidings-worker: $(WORKER_SRC:%.c=$(ASAN)/%.o) $(ASAN)/libtidings.a
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 $(ASAN)/tidings-gateway: $(ASAN)/gateway/main.o $(ASAN)/libtidings.a
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 $(ASAN)/tidingsctl: $(CTL_SRC:%.c=$(ASAN)/%.o) $(ASAN)/libtidings.a
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
+
+# The migrations in sql/ are compiled into tidingsctl: scripts/embed-sql
+# turns them into a C table that ctl/migrate.c includes.
+MIGRATIONS := $(sort $(wildcard sql/[0-9][0-9][0-9][0-9]_*.sql))
+build/gen/migrations.inc: scripts/embed-sql $(MIGRATIONS)
+	@mkdir -p $(dir $@)
+	scripts/embed-sql $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+$(OBJ)/ctl/migrate.o $(ASAN)/ctl/migrate.o: build/gen/migrations.inc
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -105,12 +118,12 @@ run: deps
 	@scripts/run
 
 fmt:
-	clang-format -i $(wildcard common/*.[ch] gateway/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c)
+	clang-format -i $(wildcard common/*.[ch] gateway/*.[ch] worker/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c)
 fmt-check:
-	clang-format --dry-run -Werror $(wildcard common/*.[ch] gateway/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c)
-lint:
-	clang-tidy -quiet --warnings-as-errors="*" $(COMMON_SRC) $(GATEWAY_SRC) $(CTL_SRC) gateway/main.c -- $(BASE_CFLAGS:-MMD=) 2>/dev/null
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -I. common gateway ctl
+	clang-format --dry-run -Werror $(wildcard common/*.[ch] gateway/*.[ch] worker/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c)
+lint: build/gen/migrations.inc
+	clang-tidy -quiet --warnings-as-errors="*" $(COMMON_SRC) $(GATEWAY_SRC) $(WORKER_SRC) $(CTL_SRC) gateway/main.c -- $(BASE_CFLAGS:-MMD=) 2>/dev/null
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -I. common gateway worker ctl
 
 clean:
 	rm -rf build

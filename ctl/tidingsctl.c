@@ -7,6 +7,9 @@
  *   tidingsctl checkconfig [gateway options...]
  *       prints the gateway's effective configuration (secrets masked) and
  *       exits non-zero when it is invalid.
+ *   tidingsctl migrate [--status]
+ *       applies the numbered migrations of sql/ (embedded at build time) to
+ *       DATABASE_URL, each once, under an advisory lock.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include "common/config.h"
 #include "common/jwt.h"
 #include "common/rand.h"
+#include "ctl/migrate.h"
 #include "gateway/settings.h"
 
 static int usage(FILE *out)
@@ -24,10 +28,12 @@ static int usage(FILE *out)
 	fprintf(out,
 	        "usage: tidingsctl token --user ID [--exp SECONDS | --no-exp]\n"
 	        "       tidingsctl checkconfig [--option=value ...]\n"
+	        "       tidingsctl migrate [--status]\n"
 	        "\n"
 	        "token        mint a JWT signed with WEBUI_SECRET_KEY (claims id, exp, jti, iat);\n"
 	        "             --exp defaults to 4 weeks, as Open WebUI's JWT_EXPIRES_IN\n"
-	        "checkconfig  print the gateway's effective configuration, secrets masked\n");
+	        "checkconfig  print the gateway's effective configuration, secrets masked\n"
+	        "migrate      apply the PostgreSQL migrations to DATABASE_URL (--status: list them)\n");
 	return out == stdout ? 0 : 2;
 }
 
@@ -140,6 +146,8 @@ int main(int argc, char **argv)
 		return cmd_token(argc - 2, argv + 2);
 	if (strcmp(argv[1], "checkconfig") == 0)
 		return cmd_checkconfig(argc - 1, argv + 1);
+	if (strcmp(argv[1], "migrate") == 0)
+		return ctl_migrate(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)
 		return usage(stdout);
 	fprintf(stderr, "tidingsctl: unknown command '%s'\n", argv[1]);
