@@ -1,0 +1,620 @@
+/*
+ * redis.c - one Redis connection on a libevent loop (see redis.h).
+ *
+ * The connection is a state machine driven by hiredis's callbacks and by a
+ * 100 ms timer of its own:
+ *
+ *   DOWN --timer, backoff due--> CONNECTING --PING answered--> UP
+ *     ^                              |                          |
+ *     +------ error, EOF, timeout ---+--------------------------+
+ *
+ * CONNECTING covers the TCP connect and the handshake: AUTH and SELECT (when
+ * the URL asks for them) and a PING, queued right after redisAsyncConnect so
+ * that hiredis writes them as soon as the socket is connected. Only the
+ * PING's reply makes the connection UP: a socket accepted by a frozen or
+ * misconfigured server (wrong password, NOAUTH) is not "up", and the owner
+ * sees one on_down for the whole outage instead of a flapping up/down pair
+ * on every retry. The backoff is reset only then, for the same reason.
+ *
+ * Every command, the handshake's included, is wrapped in a heap record
+ * (redis_req) kept in a FIFO. Redis answers in order, so the FIFO's head is
+ * always the oldest command without a reply, and the timer compares its age
+ * with timeout_ms (h2o's per-command timeout, measured from when it was
+ * queued). The record also makes the reply path uniform: hiredis calls
+ * on_reply exactly once per command, with the reply or with NULL when the
+ * context is freed first, and on_reply calls the owner's callback.
+ *
+ * Teardown on our side (timeout, handshake error, destroy) always uses
+ * redisAsyncFree, never redisAsyncDisconnect. In hiredis 0.14
+ * redisAsyncDisconnect is a graceful close: it stops accepting commands
+ * and waits for every pending reply before closing, so against a server
+ * that stopped answering it never completes and no callback ever runs.
+ * redisAsyncFree runs every pending callback with NULL at once, and it is
+ * safe from inside a reply callback: hiredis then only sets a flag and
+ * frees the context after the callback returns. It is not safe from inside
+ * the connect or disconnect callbacks, which hiredis runs without that
+ * guard; neither of ours calls it, or calls the owner.
+ *
+ * Before freeing a context we "disown" it: rc->ac is cleared and ac->data
+ * set to NULL, so that the disconnect callback hiredis runs at the end of
+ * the free is ignored and no code path can reach the dying context through
+ * rc. The records still pending on it point at rc directly, which is why rc
+ * must outlive them (see redis_conn_destroy).
+ *
+ * on_up and on_down are never called from inside hiredis: state changes
+ * activate the timer event, and the timer compares the state with what the
+ * owner was last told. The owner may therefore do anything in them,
+ * redis_conn_destroy included, without a hiredis frame below it.
+ */
+#include "redis.h"
+
+#include <assert.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "clock.h"
+
+#define TICK_MS            100
+#define BACKOFF_MIN_MS     100
+#define BACKOFF_MAX_MS     5000
+#define DEFAULT_TIMEOUT_MS 5000
+#define DEFAULT_PORT       6379
+
+enum { ST_DOWN, ST_CONNECTING, ST_UP };
+
+/* Handshake steps; 0 marks the owner's commands. */
+enum { HS_NONE, HS_AUTH, HS_SELECT, HS_PING };
+
+#define F_DESTROYING 0x1 /* redis_conn_destroy ran; freed once nothing uses rc */
+#define F_TOLD_UP    0x2 /* on_up was the last thing the owner was told */
+#define F_TOLD_DOWN  0x4 /* on_down was told for the current outage */
+
+typedef struct redis_req {
+	struct redis_req *next;
+	redis_conn *rc;
+	redis_reply_fn *cb;
+	void *arg;
+	uint64_t queued_ms;
+	int step;
+} redis_req;
+
+struct redis_conn {
+	struct event_base *base;
+	struct event *tick;
+	redisAsyncContext *ac; /* NULL while DOWN and once a context is disowned */
+	int state;
+	unsigned flags;
+	int depth; /* frames of ours on the stack that use rc */
+	redis_req *head, *tail;
+	uint32_t pending;
+	uint64_t errors;
+	uint64_t timeout_ms;
+	uint64_t backoff_ms;
+	uint64_t retry_at_ms;
+	char err[160]; /* why the connection last went down, for on_down */
+	char *name, *host, *user, *password;
+	int port, db;
+	void (*on_up)(redis_conn *rc, void *arg);
+	void (*on_down)(redis_conn *rc, const char *err, void *arg);
+	void *arg;
+};
+
+static void conn_free(redis_conn *rc)
+{
+	event_free(rc->tick);
+	free(rc->name);
+	free(rc->host); /* user and password live in the same allocation */
+	free(rc);
+}
+
+/*
+ * enter/leave bracket every frame of ours that may run the owner's code
+ * and then touch rc again. redis_conn_destroy called inside such a frame
+ * only marks rc; the outermost leave frees it, once the context is gone and
+ * the last pending record has had its callback (Redis's freeClientAsync
+ * rule: never free what is executing).
+ */
+static void enter(redis_conn *rc)
+{
+	rc->depth++;
+}
+
+static void leave(redis_conn *rc)
+{
+	if (--rc->depth == 0 && (rc->flags & F_DESTROYING) && !rc->ac && !rc->head)
+		conn_free(rc);
+}
+
+/* Wakes the timer now, to tell the owner about a state change from outside
+ * hiredis. Activated with no EV_TIMEOUT bit, libevent reschedules the
+ * persistent timer from now instead of skipping a period. */
+static void poke(redis_conn *rc)
+{
+	event_active(rc->tick, 0, 0);
+}
+
+/* The context is gone or disowned: go DOWN and schedule the next attempt. */
+static void set_down(redis_conn *rc, const char *why)
+{
+	rc->state = ST_DOWN;
+	rc->ac = NULL;
+	snprintf(rc->err, sizeof(rc->err), "%s", why && *why ? why : "connection lost");
+	rc->backoff_ms = rc->backoff_ms ? rc->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (rc->backoff_ms > BACKOFF_MAX_MS)
+		rc->backoff_ms = BACKOFF_MAX_MS;
+	rc->retry_at_ms = clock_mono_ms() + rc->backoff_ms;
+	poke(rc);
+}
+
+/* Our own teardown. Every pending record's callback runs with NULL, now
+ * when called from the timer or the owner's code, or right after the
+ * current reply callback returns when called from inside one. */
+static void teardown(redis_conn *rc, const char *why)
+{
+	redisAsyncContext *ac = rc->ac;
+	ac->data = NULL;
+	set_down(rc, why);
+	redisAsyncFree(ac);
+}
+
+static const char *step_name(int step)
+{
+	switch (step) {
+	case HS_AUTH: return "AUTH";
+	case HS_SELECT: return "SELECT";
+	default: return "PING";
+	}
+}
+
+static void handshake_reply(redis_conn *rc, const redisAsyncContext *ac, const redisReply *reply,
+                            int step)
+{
+	/* A disowned context, or one hiredis is freeing: its connect or
+	 * disconnect callback reports why. */
+	if (rc->ac != ac || !reply)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		char why[sizeof(rc->err)];
+		snprintf(why, sizeof(why), "%s: %.*s", step_name(step), (int)reply->len,
+		         reply->str ? reply->str : "");
+		teardown(rc, why);
+		return;
+	}
+	if (step == HS_PING) {
+		rc->state = ST_UP;
+		rc->backoff_ms = 0;
+		poke(rc);
+	}
+}
+
+/* hiredis's callback for every command we queue; runs exactly once per
+ * record. The record leaves the FIFO before the owner's callback runs, so
+ * that the callback sees an accurate pending count. */
+static void on_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+	redis_req *q = priv;
+	redis_conn *rc = q->rc;
+	const redisReply *reply = r;
+
+	assert(q == rc->head); /* Redis answers in order */
+	rc->head = q->next;
+	if (!rc->head)
+		rc->tail = NULL;
+	rc->pending--;
+	enter(rc);
+	if (q->step != HS_NONE)
+		handshake_reply(rc, ac, reply, q->step);
+	else if (q->cb)
+		q->cb(rc, reply, q->arg);
+	else if (reply && reply->type == REDIS_REPLY_ERROR)
+		rc->errors++;
+	free(q);
+	leave(rc);
+}
+
+/* Connect success is not interesting (UP waits for the PING); failure is,
+ * for its reason. hiredis frees the context after this returns. */
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	redis_conn *rc = ac->data;
+	if (rc && status != REDIS_OK)
+		set_down(rc, ac->c.errstr);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	redis_conn *rc = ac->data;
+	if (rc)
+		set_down(rc, status == REDIS_OK ? "connection closed" : ac->c.errstr);
+}
+
+static int queue_req(redis_conn *rc, redis_reply_fn *cb, void *arg, int step, int argc,
+                     const char **argv, const size_t *lens)
+{
+	redis_req *q = malloc(sizeof(*q));
+	if (!q)
+		return -1;
+	*q =
+	    (redis_req){.rc = rc, .cb = cb, .arg = arg, .queued_ms = clock_mono_ms(), .step = step};
+	if (redisAsyncCommandArgv(rc->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {
+		free(q);
+		return -1;
+	}
+	if (rc->tail)
+		rc->tail->next = q;
+	else
+		rc->head = q;
+	rc->tail = q;
+	rc->pending++;
+	return 0;
+}
+
+/* A handshake command from NUL-terminated strings. */
+static int queue_step(redis_conn *rc, int step, int argc, const char **argv)
+{
+	size_t lens[3];
+	for (int i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	return queue_req(rc, NULL, NULL, step, argc, argv, lens);
+}
+
+/* AUTH, SELECT and PING, queued before the socket is even connected:
+ * hiredis keeps command order, so nothing can overtake them. */
+static int queue_handshake(redis_conn *rc)
+{
+	if (*rc->user) {
+		const char *argv[3] = {"AUTH", rc->user, rc->password};
+		if (queue_step(rc, HS_AUTH, 3, argv) < 0)
+			return -1;
+	} else if (*rc->password) {
+		const char *argv[2] = {"AUTH", rc->password};
+		if (queue_step(rc, HS_AUTH, 2, argv) < 0)
+			return -1;
+	}
+	if (rc->db) {
+		char d[16];
+		snprintf(d, sizeof(d), "%d", rc->db);
+		const char *argv[2] = {"SELECT", d};
+		if (queue_step(rc, HS_SELECT, 2, argv) < 0)
+			return -1;
+	}
+	const char *argv[1] = {"PING"};
+	return queue_step(rc, HS_PING, 1, argv);
+}
+
+/*
+ * Starts one attempt. Name resolution inside redisAsyncConnect is
+ * synchronous (getaddrinfo): with an IP literal or /etc/hosts it costs
+ * nothing, with a DNS name it can stall the loop, which hiredis 0.14 gives
+ * no way around short of resolving ourselves.
+ */
+static void conn_start(redis_conn *rc)
+{
+	rc->state = ST_CONNECTING;
+	redisAsyncContext *ac = redisAsyncConnect(rc->host, rc->port);
+	if (!ac) {
+		set_down(rc, "out of memory");
+		return;
+	}
+	if (ac->err) {
+		char why[sizeof(rc->err)];
+		snprintf(why, sizeof(why), "%s", ac->c.errstr);
+		redisAsyncFree(ac);
+		set_down(rc, why);
+		return;
+	}
+	rc->ac = ac;
+	ac->data = rc;
+	redisLibeventAttach(ac, rc->base);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	if (queue_handshake(rc) < 0)
+		teardown(rc, "out of memory");
+}
+
+/* Tells the owner what changed since it was last told. on_down comes once
+ * per outage: for the first failed attempt, and after each on_up. */
+static void notify(redis_conn *rc)
+{
+	if (rc->state == ST_UP && !(rc->flags & F_TOLD_UP)) {
+		rc->flags = (rc->flags | F_TOLD_UP) & ~(unsigned)F_TOLD_DOWN;
+		if (rc->on_up)
+			rc->on_up(rc, rc->arg);
+	} else if (rc->state == ST_DOWN && !(rc->flags & F_TOLD_DOWN)) {
+		rc->flags = (rc->flags | F_TOLD_DOWN) & ~(unsigned)F_TOLD_UP;
+		if (rc->on_down)
+			rc->on_down(rc, rc->err, rc->arg);
+	}
+}
+
+/* A teardown here activates the timer again, so the resulting on_down is
+ * delivered by the next run, in the same loop iteration. */
+static void check(redis_conn *rc)
+{
+	uint64_t now = clock_mono_ms();
+	if (rc->state == ST_DOWN) {
+		if (now >= rc->retry_at_ms)
+			conn_start(rc);
+	} else if (rc->head && now - rc->head->queued_ms >= rc->timeout_ms) {
+		teardown(rc, rc->state == ST_UP ? "reply timeout" : "connect timeout");
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	redis_conn *rc = arg;
+	(void)fd;
+	(void)what;
+	enter(rc);
+	if (!(rc->flags & F_DESTROYING))
+		notify(rc);
+	if (!(rc->flags & F_DESTROYING))
+		check(rc);
+	leave(rc);
+}
+
+redis_conn *redis_conn_create(struct event_base *base, const redis_conn_opts *opts)
+{
+	if (!base || !opts || !opts->url)
+		return NULL;
+	size_t n = strlen(opts->url) + 1;
+	redis_conn *rc = calloc(1, sizeof(*rc));
+	char *strs = malloc(3 * n);
+	if (!rc || !strs)
+		goto fail;
+	rc->host = strs;
+	rc->user = strs + n;
+	rc->password = strs + 2 * n;
+	if (redis_parse_url(opts->url, rc->host, n, &rc->port, &rc->db, rc->user, n, rc->password,
+	                    n) < 0)
+		goto fail;
+	rc->name = strdup(opts->name ? opts->name : "redis");
+	rc->tick = event_new(base, -1, EV_PERSIST, on_tick, rc);
+	if (!rc->name || !rc->tick)
+		goto fail;
+	struct timeval tv = {0, (suseconds_t)TICK_MS * 1000};
+	event_add(rc->tick, &tv);
+	rc->base = base;
+	rc->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+	rc->on_up = opts->on_up;
+	rc->on_down = opts->on_down;
+	rc->arg = opts->arg;
+	conn_start(rc);
+	return rc;
+fail:
+	if (rc) {
+		if (rc->tick)
+			event_free(rc->tick);
+		free(rc->name);
+	}
+	free(strs);
+	free(rc);
+	return NULL;
+}
+
+/*
+ * Outside any callback of this connection everything happens before the
+ * function returns: pending callbacks run with NULL and rc is freed. From
+ * inside a reply callback, hiredis defers the context's free until that
+ * callback returns; the remaining callbacks then run with NULL and the last
+ * of them frees rc, all before control returns to the loop. on_down is not
+ * called: the owner knows.
+ */
+void redis_conn_destroy(redis_conn *rc)
+{
+	if (!rc || (rc->flags & F_DESTROYING))
+		return;
+	rc->flags |= F_DESTROYING;
+	enter(rc);
+	if (rc->ac)
+		teardown(rc, "closed");
+	leave(rc);
+}
+
+/* UP, and not in the middle of a teardown that hiredis has started but not
+ * yet reported (the NULL callbacks run before the disconnect callback). */
+int redis_conn_up(const redis_conn *rc)
+{
+	return rc->state == ST_UP && rc->ac &&
+	       !(rc->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
+}
+
+uint32_t redis_conn_pending(const redis_conn *rc)
+{
+	return rc->pending;
+}
+
+uint64_t redis_conn_errors(const redis_conn *rc)
+{
+	return rc->errors;
+}
+
+/* Commands that put the connection in a mode where one command gets many
+ * replies; hiredis would then call the callback more than once. */
+static int multi_reply(const char *name, size_t len)
+{
+	static const char *const names[] = {"subscribe",   "psubscribe",   "ssubscribe",
+	                                    "unsubscribe", "punsubscribe", "sunsubscribe",
+	                                    "monitor"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
+			return 1;
+	return 0;
+}
+
+int redis_cmd(redis_conn *rc, redis_reply_fn *cb, void *arg, int argc, const char *const *argv,
+              const size_t *lens)
+{
+	if (!redis_conn_up(rc) || argc <= 0 || !argv || !argv[0])
+		return -1;
+	if (multi_reply(argv[0], lens ? lens[0] : strlen(argv[0])))
+		return -1;
+	/* hiredis's prototype lacks the inner const; it does not write. */
+	return queue_req(rc, cb, arg, HS_NONE, argc, (const char **)argv, lens);
+}
+
+/* ---- argv builder ----
+ *
+ * An argument that does not fit (more than REDIS_ARGV_MAX of them, or more
+ * numbers than the builder has room for) poisons the builder: n becomes -1
+ * and redis_cmd refuses it, rather than sending a truncated command. */
+
+void redis_arg(redis_argv *a, const char *p, size_t len)
+{
+	if (a->n < 0)
+		return;
+	if (a->n >= REDIS_ARGV_MAX) {
+		a->n = -1;
+		return;
+	}
+	a->v[a->n] = p ? p : "";
+	a->l[a->n++] = p ? len : 0;
+}
+
+void redis_arg_str(redis_argv *a, const char *s)
+{
+	redis_arg(a, s, s ? strlen(s) : 0);
+}
+
+void redis_arg_slice(redis_argv *a, slice s)
+{
+	redis_arg(a, s.base, s.len);
+}
+
+static char *num_slot(redis_argv *a)
+{
+	if (a->n < 0 || a->nnum >= (int)(sizeof(a->num) / sizeof(a->num[0]))) {
+		a->n = -1;
+		return NULL;
+	}
+	return a->num[a->nnum++];
+}
+
+void redis_arg_u64(redis_argv *a, uint64_t v)
+{
+	char *p = num_slot(a);
+	if (p)
+		redis_arg(a, p,
+		          (size_t)snprintf(p, sizeof(a->num[0]), "%llu", (unsigned long long)v));
+}
+
+void redis_arg_i64(redis_argv *a, int64_t v)
+{
+	char *p = num_slot(a);
+	if (p)
+		redis_arg(a, p, (size_t)snprintf(p, sizeof(a->num[0]), "%lld", (long long)v));
+}
+
+slice redis_field(const redisReply *kv, const char *name)
+{
+	if (!kv || kv->type != REDIS_REPLY_ARRAY || !name)
+		return SLICE_NULL;
+	size_t n = strlen(name);
+	for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+		const redisReply *f = kv->element[i], *v = kv->element[i + 1];
+		if (f && f->type == REDIS_REPLY_STRING && f->len == n &&
+		    memcmp(f->str, name, n) == 0)
+			return v && v->type == REDIS_REPLY_STRING ? slice_make(v->str, v->len)
+			                                          : SLICE_NULL;
+	}
+	return SLICE_NULL;
+}
+
+/* ---- URL ---- */
+
+/* Digits only, at least one, at most max. */
+static int parse_uint(const char *p, size_t n, long max, int *out)
+{
+	long v = 0;
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+		if (v > max)
+			return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static int copy_out(char *dst, size_t cap, const char *s, size_t n)
+{
+	if (!dst || n >= cap)
+		return -1;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	return 0;
+}
+
+/*
+ * redis://[[user]:password@]host[:port][/db], host possibly an IPv6 literal
+ * in brackets. Userinfo without a colon is a password, as redis-cli reads
+ * it. The last '@' ends the userinfo, so a password may contain '@', ':'
+ * and '/'. No percent-decoding; rediss:// (TLS), unix sockets and query
+ * parameters are refused.
+ */
+int redis_parse_url(const char *url, char *host, size_t hostcap, int *port, int *db, char *user,
+                    size_t usercap, char *password, size_t pwcap)
+{
+	if (!url || strncasecmp(url, "redis://", 8) != 0)
+		return -1;
+	const char *p = url + 8;
+	const char *u = "", *pw = "";
+	size_t ulen = 0, pwlen = 0;
+	const char *at = strrchr(p, '@');
+	if (at) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		if (colon) {
+			u = p;
+			ulen = (size_t)(colon - p);
+			pw = colon + 1;
+			pwlen = (size_t)(at - colon - 1);
+		} else {
+			pw = p;
+			pwlen = (size_t)(at - p);
+		}
+		p = at + 1;
+	}
+	const char *h = p;
+	size_t hlen;
+	if (*p == '[') {
+		const char *close = strchr(p, ']');
+		if (!close)
+			return -1;
+		h = p + 1;
+		hlen = (size_t)(close - h);
+		p = close + 1;
+	} else {
+		hlen = strcspn(p, ":/?#[]");
+		p += hlen;
+	}
+	if (hlen == 0)
+		return -1;
+	*port = DEFAULT_PORT;
+	*db = 0;
+	if (*p == ':') {
+		size_t n = strcspn(++p, "/");
+		if (parse_uint(p, n, 65535, port) < 0 || *port == 0)
+			return -1;
+		p += n;
+	}
+	if (*p == '/') {
+		size_t n = strlen(++p);
+		if (n && parse_uint(p, n, INT_MAX, db) < 0)
+			return -1;
+		p += n;
+	}
+	if (*p)
+		return -1;
+	if (copy_out(host, hostcap, h, hlen) < 0 || copy_out(user, usercap, u, ulen) < 0 ||
+	    copy_out(password, pwcap, pw, pwlen) < 0)
+		return -1;
+	return 0;
+}
