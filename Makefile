@@ -36,8 +36,8 @@ FUZZ_SRC  := $(wildcard tests/fuzz/*.c)
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 INTEG     := $(sort $(wildcard tests/integ/*.t))
 
-BINS := build/tidings-gateway build/tidingsctl
-ASAN_BINS := $(ASAN)/tidings-gateway $(ASAN)/tidingsctl
+BINS := build/tidings-gateway build/tidings-worker build/tidingsctl
+ASAN_BINS := $(ASAN)/tidings-gateway $(ASAN)/tidings-worker $(ASAN)/tidingsctl
 
 .PHONY: all deps run test unit test-build fuzz fuzz-build bench fmt fmt-check lint clean
 all: $(BINS)

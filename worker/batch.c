@@ -1,0 +1,570 @@
+/*
+ * batch.c - applying a batch of ingress entries (see batch.h), and the
+ * handlers of the client events of catalogue section 2.
+ *
+ * A handler looks at one entry and adds to the batch's transaction the
+ * statements that authorise it and carry its effect; the result callbacks
+ * (which run in order, during the transaction) turn authorised outcomes
+ * into fan-out operations. Authorisation is done in SQL against the
+ * identity the gateway verified (entry field `user`), at use time, never
+ * from a connect-time snapshot. Effects are gated on inserting the event
+ * id into tidings_event in the same statement, so a redelivered event
+ * changes nothing.
+ */
+#include "batch.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "fanout.h"
+#include "wk.h"
+
+typedef struct batch {
+	wk_entry *e;
+	int n;
+	void (*done)(void);
+	fanout_list out;
+	int attempt;
+	struct event *retry_ev;
+} batch;
+
+static void start(batch *b);
+
+/* ---- entries ---- */
+
+static char *dup_field(const redisReply *kv, const char *name)
+{
+	slice v = redis_field(kv, name);
+	return v.base ? strndup(v.base, v.len) : NULL;
+}
+
+int entry_decode(wk_entry *e, int shard, const redisReply *item)
+{
+	memset(e, 0, sizeof(*e));
+	e->ack = -1;
+	if (item->type != REDIS_REPLY_ARRAY || item->elements != 2 ||
+	    item->element[0]->type != REDIS_REPLY_STRING ||
+	    item->element[1]->type != REDIS_REPLY_ARRAY)
+		return -1;
+	const redisReply *kv = item->element[1];
+	e->shard = shard;
+	snprintf(e->id, sizeof(e->id), "%s", item->element[0]->str);
+	slice v = redis_field(kv, "v");
+	e->eid = dup_field(kv, "id");
+	e->kind = dup_field(kv, "kind");
+	e->gw = dup_field(kv, "gw");
+	e->sid = dup_field(kv, "sid");
+	e->user = dup_field(kv, "user");
+	e->nsp = dup_field(kv, "nsp");
+	e->event = dup_field(kv, "event");
+	e->data = dup_field(kv, "data");
+	e->to_type = dup_field(kv, "to_type");
+	e->to = dup_field(kv, "to");
+	e->update_db = slice_eq_cstr(redis_field(kv, "update_db"), "1");
+	slice ack = redis_field(kv, "ack");
+	if (ack.base && ack.len && ack.len < 20)
+		e->ack = strtoll(ack.base, NULL, 10);
+	int emit = e->kind && strcmp(e->kind, "emit") == 0;
+	if (!slice_eq_cstr(v, "1") || !e->eid || !e->kind ||
+	    (emit ? !e->event || !e->to_type || !e->to : !e->user || !*e->user)) {
+		entry_dispose(e);
+		return -1;
+	}
+	if (e->data) {
+		/* A client event's data is its argument list; an emit's is its
+		 * one argument, kept as a one-element list for the same access. */
+		cJSON *d = cJSON_Parse(e->data);
+		if (emit && d) {
+			e->args = cJSON_CreateArray();
+			cJSON_AddItemToArray(e->args, d);
+		} else {
+			e->args = d;
+		}
+		if (!cJSON_IsArray(e->args)) {
+			entry_dispose(e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void entry_dispose(wk_entry *e)
+{
+	free(e->eid);
+	free(e->kind);
+	free(e->gw);
+	free(e->sid);
+	free(e->user);
+	free(e->nsp);
+	free(e->event);
+	free(e->data);
+	free(e->to_type);
+	free(e->to);
+	cJSON_Delete(e->args);
+	memset(e, 0, sizeof(*e));
+}
+
+static const char *arg_str(const wk_entry *e, const char *field)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(e->args, 0), field);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static const cJSON *arg_obj(const wk_entry *e, const char *field)
+{
+	return cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(e->args, 0), field);
+}
+
+/* ---- time, coalescing ---- */
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Writes that only move a timestamp forward (heartbeat, read markers) are
+ * coalesced: at most one per key per window. A key's events all land on
+ * one shard, hence on this worker, so a process-local table is enough; a
+ * write skipped here is at most one window stale. */
+#define COALESCE_SLOTS 4096
+static struct {
+	uint64_t hash;
+	uint64_t until;
+} coalesce_tab[COALESCE_SLOTS];
+
+static uint64_t fnv64(const char *a, const char *b)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *p = a; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (const char *p = b; p && *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
+}
+
+static int coalesced(const char *kind, const char *a, const char *b, int64_t window_ms)
+{
+	if (window_ms <= 0)
+		return 0;
+	char k[512];
+	snprintf(k, sizeof(k), "%s|%s", kind, a);
+	uint64_t h = fnv64(k, b);
+	uint64_t now = wk_now();
+	size_t i = h % COALESCE_SLOTS;
+	if (coalesce_tab[i].hash == h && now < coalesce_tab[i].until)
+		return 1;
+	coalesce_tab[i].hash = h;
+	coalesce_tab[i].until = now + (uint64_t)window_ms;
+	return 0;
+}
+
+/* ---- SQL shared by handlers ---- */
+
+/* Channels user $1 may see (catalogue 8.4): group/dm channels with an
+ * active membership; standard channels owned or granted read to the user,
+ * to everyone, or to one of the user's groups; never deleted or archived. */
+#define CHANNEL_ACCESS(c, u)                                                                       \
+	"(" c ".deleted_at IS NULL AND " c ".archived_at IS NULL AND ("                            \
+	"(" c ".type IN ('group','dm') AND EXISTS (SELECT 1 FROM channel_member m WHERE "          \
+	"m.channel_id = " c ".id AND m.user_id = " u " AND m.is_active)) OR "                      \
+	"(COALESCE(" c ".type,'') NOT IN ('group','dm') AND (" c ".user_id = " u " OR EXISTS "     \
+	"(SELECT 1 FROM access_grant g WHERE g.resource_type = 'channel' AND g.resource_id = " c   \
+	".id AND g.permission = 'read' AND ((g.principal_type = 'user' AND g.principal_id IN "     \
+	"('*', " u ")) OR (g.principal_type = 'group' AND g.principal_id IN (SELECT gm.group_id "  \
+	"FROM group_member gm WHERE gm.user_id = " u "))))))))"
+
+/* Open WebUI's features.channels permission: admins always; others through
+ * any of their groups' permissions, else the environment default ($2). */
+#define CHANNELS_ALLOWED(u, dflt)                                                                  \
+	"(u.role = 'admin' OR COALESCE((SELECT bool_or((g.permissions::jsonb #>> "                 \
+	"'{features,channels}')::boolean) FROM \"group\" g JOIN group_member gm ON gm.group_id = " \
+	"g.id WHERE gm.user_id = " u " AND g.permissions::jsonb #> '{features,channels}' IS NOT "  \
+	"NULL), " dflt "))"
+
+/* ---- handlers ---- */
+
+/* Persistence of `events` updates (worker/persist.c) lands with the next
+ * increment; until then update_db emits are delivered only. */
+static void persist_emit(batch *b, int i, pg_batch *pb)
+{
+	(void)b;
+	(void)i;
+	(void)pb;
+}
+
+typedef struct hctx {
+	batch *b;
+	int i; /* entry index */
+} hctx;
+
+static hctx *ctx(batch *b, int i)
+{
+	hctx *c = malloc(sizeof(*c));
+	c->b = b;
+	c->i = i;
+	return c;
+}
+
+/* user-join and join-channels: the user's channels become rooms of this
+ * socket; user-join answers {id, name} when asked. */
+static void on_user_channels(void *arg, const PGresult *res)
+{
+	hctx *c = arg;
+	wk_entry *e = &c->b->e[c->i];
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		if (res)
+			log_info("user=%s %s refused: no such user", e->user, e->event);
+		wk.m.refused += res != NULL;
+		free(c);
+		return;
+	}
+	const char *name = PQgetvalue(res, 0, 0), *role = PQgetvalue(res, 0, 1);
+	if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
+		log_info("user=%s %s refused: role '%s'", e->user, e->event, role);
+		wk.m.refused++;
+		free(c);
+		return;
+	}
+	cJSON *ids = cJSON_Parse(PQgetvalue(res, 0, 2));
+	const cJSON *id;
+	cJSON_ArrayForEach(id, ids)
+	{
+		if (!cJSON_IsString(id))
+			continue;
+		char room[300];
+		snprintf(room, sizeof(room), "channel:%s", id->valuestring);
+		fanout_join(&c->b->out, e->gw, e->sid, room);
+	}
+	cJSON_Delete(ids);
+	if (strcmp(e->event, "user-join") == 0 && e->ack >= 0) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "id", e->user);
+		cJSON_AddStringToObject(o, "name", name);
+		fanout_ack(&c->b->out, e->gw, e->sid, e->nsp, e->ack, o);
+		cJSON_Delete(o);
+	}
+	free(c);
+}
+
+static void h_user_channels(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	const char *params[2] = {e->user, wk.cfg.channels_default ? "true" : "false"};
+	pg_batch_add(
+	    pb,
+	    "SELECT u.name, u.role, CASE WHEN " CHANNELS_ALLOWED(
+	        "$1",
+	        "$2::boolean") " THEN COALESCE((SELECT json_agg(c.id ORDER BY c.id) FROM channel c "
+	                       "WHERE " CHANNEL_ACCESS("c", "$1") "), '[]') ELSE '[]' END FROM "
+	                                                          "\"user\" u WHERE u.id = $1",
+	    2, params, on_user_channels, ctx(b, i));
+}
+
+/* heartbeat: user.last_active_at = now (seconds), coalesced. */
+static void h_heartbeat(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	if (coalesced("hb", e->user, NULL, wk.cfg.heartbeat_coalesce_ms))
+		return;
+	char now[24];
+	snprintf(now, sizeof(now), "%lld", (long long)now_s());
+	const char *params[4] = {e->eid, "heartbeat", e->user, now};
+	pg_batch_add(pb,
+	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+	             "ON CONFLICT DO NOTHING RETURNING id) "
+	             "UPDATE \"user\" SET last_active_at = $4::bigint WHERE id = $3 "
+	             "AND EXISTS (SELECT 1 FROM ev)",
+	             4, params, NULL, NULL);
+}
+
+/* events:channel typing: fanned out to the channel (sender included) with
+ * the sender's {id, name, role}, if the user may see the channel now. */
+static void on_typing(void *arg, const PGresult *res)
+{
+	hctx *c = arg;
+	wk_entry *e = &c->b->e[c->i];
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		if (res) {
+			wk.m.refused++;
+			log_info("user=%s typing refused: no access to channel %s", e->user,
+			         arg_str(e, "channel_id"));
+		}
+		free(c);
+		return;
+	}
+	const char *cid = arg_str(e, "channel_id");
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "channel_id", cid);
+	const char *mid = arg_str(e, "message_id");
+	if (mid)
+		cJSON_AddStringToObject(o, "message_id", mid);
+	else
+		cJSON_AddNullToObject(o, "message_id");
+	cJSON_AddItemToObject(o, "data", cJSON_Duplicate(arg_obj(e, "data"), 1));
+	cJSON *u = cJSON_AddObjectToObject(o, "user");
+	cJSON_AddStringToObject(u, "id", e->user);
+	cJSON_AddStringToObject(u, "name", PQgetvalue(res, 0, 0));
+	cJSON_AddStringToObject(u, "role", PQgetvalue(res, 0, 1));
+	char room[300];
+	snprintf(room, sizeof(room), "channel:%s", cid);
+	fanout_emit(&c->b->out, room, "events:channel", o, NULL);
+	cJSON_Delete(o);
+	free(c);
+}
+
+static void h_events_channel(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	const char *cid = arg_str(e, "channel_id");
+	const cJSON *data = arg_obj(e, "data");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(data, "type");
+	if (!cid || !cJSON_IsString(type))
+		return;
+	if (strcmp(type->valuestring, "typing") == 0) {
+		const char *params[3] = {e->user, cid, wk.cfg.channels_default ? "true" : "false"};
+		pg_batch_add(pb,
+		             "SELECT u.name, u.role FROM \"user\" u JOIN channel c ON c.id = $2 "
+		             "WHERE u.id = $1 AND u.role IN ('user','admin') AND " CHANNELS_ALLOWED(
+		                 "$1", "$3::boolean") " AND " CHANNEL_ACCESS("c", "$1"),
+		             3, params, on_typing, ctx(b, i));
+	} else if (strcmp(type->valuestring, "last_read_at") == 0) {
+		if (coalesced("chr", e->user, cid, wk.cfg.read_coalesce_ms))
+			return;
+		char now[24];
+		snprintf(now, sizeof(now), "%lld", (long long)now_ns());
+		const char *params[5] = {e->eid, "events:channel last_read_at", e->user, cid, now};
+		pg_batch_add(pb,
+		             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+		             "ON CONFLICT DO NOTHING RETURNING id) "
+		             "UPDATE channel_member SET last_read_at = $5::bigint, updated_at = "
+		             "$5::bigint WHERE channel_id = $4 AND user_id = $3 "
+		             "AND EXISTS (SELECT 1 FROM ev)",
+		             5, params, NULL, NULL);
+	}
+}
+
+/* events:chat last_read_at: the owner's chat is marked read and the user's
+ * tabs get a chat:list event. */
+static void on_chat_read(void *arg, const PGresult *res)
+{
+	hctx *c = arg;
+	wk_entry *e = &c->b->e[c->i];
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		const char *chat = arg_str(e, "chat_id");
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "chat_id", chat);
+		cJSON *d = cJSON_AddObjectToObject(o, "data");
+		cJSON_AddStringToObject(d, "type", "chat:list");
+		cJSON *dd = cJSON_AddObjectToObject(d, "data");
+		cJSON_AddStringToObject(dd, "chat_id", chat);
+		cJSON_AddNumberToObject(dd, "last_read_at", atof(PQgetvalue(res, 0, 0)));
+		char room[200];
+		snprintf(room, sizeof(room), "user:%s", e->user);
+		fanout_emit(&c->b->out, room, "events", o, NULL);
+		cJSON_Delete(o);
+	} else if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+		/* Not the owner's chat, or already applied (redelivery). */
+		log_debug("user=%s events:chat: no effect on chat %s", e->user,
+		          arg_str(e, "chat_id"));
+	}
+	free(c);
+}
+
+static void h_events_chat(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	const char *chat = arg_str(e, "chat_id");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(arg_obj(e, "data"), "type");
+	if (!chat || !cJSON_IsString(type) || strcmp(type->valuestring, "last_read_at") != 0)
+		return;
+	if (coalesced("cr", e->user, chat, wk.cfg.read_coalesce_ms))
+		return;
+	char now[24];
+	snprintf(now, sizeof(now), "%lld", (long long)now_s());
+	const char *params[5] = {e->eid, "events:chat last_read_at", e->user, chat, now};
+	pg_batch_add(pb,
+	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+	             "ON CONFLICT DO NOTHING RETURNING id) "
+	             "UPDATE chat SET last_read_at = $5::bigint WHERE id = $4 AND user_id = $3 "
+	             "AND EXISTS (SELECT 1 FROM ev) RETURNING last_read_at",
+	             5, params, on_chat_read, ctx(b, i));
+}
+
+/* join-note: read access (admin, owner, or a read grant to the user, to
+ * everyone or to one of the user's groups) puts the socket in note:{id}. */
+static void on_note(void *arg, const PGresult *res)
+{
+	hctx *c = arg;
+	wk_entry *e = &c->b->e[c->i];
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		char room[300];
+		snprintf(room, sizeof(room), "note:%s", PQgetvalue(res, 0, 0));
+		fanout_join(&c->b->out, e->gw, e->sid, room);
+	} else if (res) {
+		wk.m.refused++;
+		log_info("user=%s join-note refused for note %s", e->user, arg_str(e, "note_id"));
+	}
+	free(c);
+}
+
+static void h_join_note(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	const char *note = arg_str(e, "note_id");
+	if (!note)
+		return;
+	/* note:<id> and note_<id> name the same note. */
+	if (strncmp(note, "note:", 5) == 0 || strncmp(note, "note_", 5) == 0)
+		note += 5;
+	const char *params[2] = {e->user, note};
+	pg_batch_add(
+	    pb,
+	    "SELECT n.id FROM note n JOIN \"user\" u ON u.id = $1 WHERE n.id = $2 AND "
+	    "u.role IN ('user','admin') AND (u.role = 'admin' OR n.user_id = $1 OR EXISTS "
+	    "(SELECT 1 FROM access_grant g WHERE g.resource_type = 'note' AND g.resource_id "
+	    "= n.id AND g.permission = 'read' AND ((g.principal_type = 'user' AND "
+	    "g.principal_id IN ('*', $1)) OR (g.principal_type = 'group' AND g.principal_id "
+	    "IN (SELECT gm.group_id FROM group_member gm WHERE gm.user_id = $1)))))",
+	    2, params, on_note, ctx(b, i));
+}
+
+/* A producer's emit: delivered to its target; `events` with update_db are
+ * persisted in the same transaction as the rest of the batch. */
+static void h_emit(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	const cJSON *data = cJSON_GetArrayItem(e->args, 0);
+	if (strcmp(e->to_type, "sid") == 0) {
+		fanout_emit_sid(&b->out, e->to, e->event, data);
+	} else {
+		char room[300];
+		if (strcmp(e->to_type, "user") == 0)
+			snprintf(room, sizeof(room), "user:%s", e->to);
+		else
+			snprintf(room, sizeof(room), "%s", e->to);
+		fanout_emit(&b->out, room, e->event, data, NULL);
+	}
+	persist_emit(b, i, pb);
+}
+
+static void dispatch(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	if (strcmp(e->kind, "emit") == 0) {
+		h_emit(b, i, pb);
+		return;
+	}
+	if (strcmp(e->kind, "event") != 0 || !e->event)
+		return; /* connect, disconnect, ack: nothing in the database yet */
+	if (strcmp(e->event, "user-join") == 0 || strcmp(e->event, "join-channels") == 0)
+		h_user_channels(b, i, pb);
+	else if (strcmp(e->event, "heartbeat") == 0)
+		h_heartbeat(b, i, pb);
+	else if (strcmp(e->event, "events:channel") == 0)
+		h_events_channel(b, i, pb);
+	else if (strcmp(e->event, "events:chat") == 0)
+		h_events_chat(b, i, pb);
+	else if (strcmp(e->event, "join-note") == 0)
+		h_join_note(b, i, pb);
+	else
+		log_debug("event '%s' has no handler: dropped", e->event);
+}
+
+/* ---- the batch lifecycle ---- */
+
+static void batch_free(batch *b)
+{
+	for (int i = 0; i < b->n; i++)
+		entry_dispose(&b->e[i]);
+	free(b->e);
+	fanout_dispose(&b->out);
+	if (b->retry_ev)
+		event_free(b->retry_ev);
+	free(b);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	start(arg);
+}
+
+static void retry_later(batch *b, const char *why)
+{
+	wk.m.batch_failures++;
+	uint64_t ms = 100u << (b->attempt < 6 ? b->attempt : 6);
+	b->attempt++;
+	log_warn("batch of %d entries not applied (%s); retry %d in %llu ms", b->n, why, b->attempt,
+	         (unsigned long long)ms);
+	fanout_dispose(&b->out);
+	fanout_init(&b->out);
+	if (!b->retry_ev)
+		b->retry_ev = evtimer_new(wk.base, retry_cb, b);
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(b->retry_ev, &tv);
+}
+
+static void on_published(void *arg, int ok)
+{
+	batch *b = arg;
+	if (!ok) {
+		retry_later(b, "Redis unavailable for fan-out");
+		return;
+	}
+	/* Acknowledged only once the fan-out is queued in Redis behind the
+	 * same connection: a crash before this redelivers, never loses. */
+	for (int i = 0; i < b->n; i++) {
+		wk_entry *e = &b->e[i];
+		const char *argv[] = {"XACK", wk.shards[e->shard].stream, WK_GROUP, e->id};
+		size_t lens[] = {4, strlen(argv[1]), strlen(WK_GROUP), strlen(e->id)};
+		redis_cmd(wk.rc, NULL, NULL, 4, argv, lens);
+	}
+	wk.m.entries += (uint64_t)b->n;
+	void (*done)(void) = b->done;
+	batch_free(b);
+	done();
+}
+
+static void on_commit(void *arg, int ok, const char *err)
+{
+	batch *b = arg;
+	if (!ok) {
+		retry_later(b, err ? err : "transaction failed");
+		return;
+	}
+	fanout_publish(&b->out, on_published, b);
+}
+
+static void start(batch *b)
+{
+	pg_batch *pb = pg_batch_begin(wk.pg);
+	if (!pb) {
+		retry_later(b, "database unavailable");
+		return;
+	}
+	for (int i = 0; i < b->n; i++)
+		dispatch(b, i, pb);
+	pg_batch_commit(pb, on_commit, b);
+}
+
+void batch_run(wk_entry *entries, int n, void (*done)(void))
+{
+	batch *b = calloc(1, sizeof(*b));
+	b->e = entries;
+	b->n = n;
+	b->done = done;
+	fanout_init(&b->out);
+	start(b);
+}

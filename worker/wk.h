@@ -1,0 +1,62 @@
+/*
+ * wk.h - the worker process's one global: loop, settings, connections and
+ * shard table. Exists once per process; common/ never sees it.
+ */
+#ifndef TIDINGS_WK_H
+#define TIDINGS_WK_H
+
+#include <event2/event.h>
+#include <stdint.h>
+
+#include "common/pg.h"
+#include "common/redis.h"
+#include "wsettings.h"
+
+#define WK_GROUP "workers"
+
+typedef struct wk_shard {
+	int idx;
+	char stream[256];
+	char lease_key[256];
+	uint8_t owned;      /* we hold the lease */
+	uint8_t ready;      /* group exists and pending entries were claimed */
+	uint8_t setting_up; /* XGROUP CREATE / XAUTOCLAIM in flight */
+	uint8_t renewing;
+	uint64_t lease_until; /* monotonic ms: stop touching the shard after this */
+	char claim_cursor[48];
+} wk_shard;
+
+typedef struct wk_metrics {
+	uint64_t entries, batches, batch_failures, effects, skipped_duplicates;
+	uint64_t deliveries, refused, malformed;
+} wk_metrics;
+
+typedef struct wk_state {
+	struct event_base *base;
+	wsettings cfg;
+	redis_conn *rc;  /* commands: leases, fan-out, acks */
+	redis_conn *blk; /* blocking XREADGROUP */
+	pg_conn *pg;
+	wk_shard *shards;
+	int owned;
+	int reading;    /* an XREADGROUP is in flight */
+	int batch_busy; /* a batch is being applied */
+	int draining;
+	uint64_t retry_at; /* after a failed batch, not before this */
+	wk_metrics m;
+} wk_state;
+
+extern wk_state wk;
+
+uint64_t wk_now(void);
+
+/* shards.c */
+void shards_init(void);
+void shards_tick(void);
+void shards_release_all(void);
+/* Starts the next read or setup step if nothing is in flight. */
+void shards_pump(void);
+/* A shard we may process entries of now (lease held and not expired). */
+int shard_usable(const wk_shard *s);
+
+#endif

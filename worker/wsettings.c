@@ -1,0 +1,69 @@
+#include "wsettings.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define S(f) offsetof(wsettings, f)
+
+const config_opt wsettings_table[] = {
+    {"database-url", "TIDINGS_DATABASE_URL", "DATABASE_URL", 0, CFG_STR, "", 0, 0, S(database_url),
+     CFG_SECRET, "PostgreSQL (URI or key=value conninfo)"},
+    {"redis-url", "TIDINGS_REDIS_URL", "WEBSOCKET_REDIS_URL,REDIS_URL", 0, CFG_STR,
+     "redis://127.0.0.1:6379/0", 0, 0, S(redis_url), 0, "Redis server"},
+    {"redis-prefix", "TIDINGS_REDIS_PREFIX", NULL, 0, CFG_STR, "tidings", 0, 0, S(redis_prefix), 0,
+     "prefix of every Tidings key in Redis"},
+    {"worker-id", "TIDINGS_WORKER_ID", "HOSTNAME", 0, CFG_STR, "", 0, 0, S(worker_id), 0,
+     "this worker's consumer name (default: host name + pid)"},
+    {"log-level", "TIDINGS_LOG_LEVEL", NULL, 0, CFG_STR, "info", 0, 0, S(log_level), 0,
+     "debug, info, warn, error"},
+    {"log-format", "TIDINGS_LOG_FORMAT", NULL, 0, CFG_STR, "json", 0, 0, S(log_format), 0,
+     "json or text"},
+    {"shards", "TIDINGS_SHARDS", NULL, 0, CFG_INT, "16", 1, 4096, S(shards), 0,
+     "ingress stream shards (fixed per deployment; same as the gateways')"},
+    {"lease-ms", "TIDINGS_LEASE_MS", NULL, 0, CFG_INT, "10000", 500, 600000, S(lease_ms), 0,
+     "shard lease: a dead worker's shards are taken over within this"},
+    {"batch", "TIDINGS_BATCH", NULL, 0, CFG_INT, "256", 1, 10000, S(batch), 0,
+     "entries read per XREADGROUP"},
+    {"block-ms", "TIDINGS_BLOCK_MS", NULL, 0, CFG_INT, "1000", 10, 60000, S(block_ms), 0,
+     "XREADGROUP BLOCK time"},
+    {"heartbeat-coalesce-ms", "TIDINGS_HEARTBEAT_COALESCE_MS", NULL, 0, CFG_INT, "10000", 0,
+     86400000, S(heartbeat_coalesce_ms), 0,
+     "at most one user.last_active_at write per user per this (heartbeat storms)"},
+    {"read-coalesce-ms", "TIDINGS_READ_COALESCE_MS", NULL, 0, CFG_INT, "1000", 0, 86400000,
+     S(read_coalesce_ms), 0, "at most one last_read_at write per (user, channel or chat) per this"},
+    {"channels-default", "TIDINGS_FEATURES_CHANNELS", "USER_PERMISSIONS_FEATURES_CHANNELS", 0,
+     CFG_BOOL, "1", 0, 1, S(channels_default), 0,
+     "users without a group permission may use channels (Open WebUI's env default)"},
+    CONFIG_END,
+};
+
+static void warn_cb(const char *msg)
+{
+	log_warn("config: %s", msg);
+}
+
+int wsettings_load(wsettings *s, int argc, char **argv, char *err, size_t errlen)
+{
+	memset(s, 0, sizeof(*s));
+	int rc = config_load(wsettings_table, s, argc, argv, err, errlen, warn_cb);
+	if (rc != 0)
+		return rc;
+	if (log_level_parse(s->log_level) < 0) {
+		snprintf(err, errlen, "log-level: unknown level '%s'", s->log_level);
+		return -1;
+	}
+	if (!*s->worker_id) {
+		char host[64] = "worker";
+		gethostname(host, sizeof(host) - 1);
+		char id[128];
+		snprintf(id, sizeof(id), "%s-%d", host, (int)getpid());
+		free(s->worker_id);
+		s->worker_id = strdup(id);
+	}
+	return 0;
+}
