@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/shard.h"
 #include "gw.h"
 #include "rooms.h"
 #include "sio_sock.h"
@@ -346,12 +347,7 @@ static void republish_room(const room *r)
 
 uint32_t bus_shard(slice k)
 {
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < k.len; i++) {
-		h ^= (unsigned char)k.base[i];
-		h *= 16777619u;
-	}
-	return h % (uint32_t)gw.cfg.shards;
+	return shard_of(k, (uint32_t)gw.cfg.shards);
 }
 
 int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, int64_t ack,
