@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Faults under the worker (HARDENING.md 2): a Postgres pause delays effects
+# and deliveries without losing or reordering them, and the worker backs off
+# instead of spinning; a worker killed with SIGKILL in the middle of a
+# backlog loses nothing and applies nothing twice once another takes over.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pg.sh"
+watchdog 120
+
+WORKER=${TIDINGS_WORKER_BIN:-$TOP/build/asan/tidings-worker}
+[ -x "$WORKER" ] || bail "worker binary $WORKER exists"
+require_gateway
+require_pg
+start_redis || bail "redis starts"
+start_pg || bail "postgres starts"
+pg_createdb owui
+DB=$(pg_url owui)
+DATABASE_URL=$DB timeout 30 "$TOP/build/tidingsctl" migrate >/dev/null 2>&1 || bail "migrations apply"
+start_gateway gw1 || bail "gateway starts"
+P=$PREFIX
+psql_q "INSERT INTO \"user\" (id, name, email, role) VALUES ('u1','Alice','a@x','user');
+INSERT INTO channel (id, user_id, name) VALUES ('c1','u1','general');
+INSERT INTO channel_member (id, channel_id, user_id, is_active) VALUES ('m1','c1','u1',true);" owui >/dev/null
+
+worker_start() {
+	local name=$1 pid
+	shift
+	(
+		close_client_fds
+		exec env -i PATH="$PATH" DATABASE_URL="$DB" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
+			TIDINGS_WORKER_ID="$name" TIDINGS_LOG_FORMAT=text TIDINGS_LEASE_MS=2000 \
+			TIDINGS_READ_COALESCE_MS=0 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+			"$@" "$WORKER" >>"$TMP/$name.log" 2>&1
+	) &
+	pid=$!
+	track_pid "$pid"
+	eval "WPID_$name=$pid"
+}
+worker_start w1
+
+node_client a sio-client.js --url "$(gw_url gw1)" --token "$(token u1)"
+client_wait a '"t":"connect"' 1 10 || bail "client connects"
+SA=$(client_sid a)
+client_send a "{\"cmd\":\"emit\",\"event\":\"user-join\",\"args\":[{\"auth\":{\"token\":\"$(token u1)\"}}]}"
+check "u1 is in channel:c1" wait_until 10 bash -c "[ \"\$(timeout 5 redis-cli -p $REDIS_PORT HGET $P:room:channel:c1 gw1)\" = 1 ]"
+
+# Raw ingress entries, as a gateway writes them (shard of channel:c1).
+shard=$(node -e 'let h=2166136261;for(const c of Buffer.from("channel:c1")){h^=c;h=Math.imul(h,16777619)>>>0}console.log(h%16)')
+typing() { rcli XADD "$P:ingress:$shard" '*' v 1 id "t-$1" kind event gw gw1 sid "$SA" user u1 nsp / \
+	event events:channel data "[{\"channel_id\":\"c1\",\"message_id\":\"$1\",\"data\":{\"type\":\"typing\"}}]" >/dev/null; }
+readmark() { rcli XADD "$P:ingress:$shard" '*' v 1 id "r-$1" kind event gw gw1 sid "$SA" user u1 nsp / \
+	event events:channel data '[{"channel_id":"c1","data":{"type":"last_read_at"}}]' >/dev/null; }
+
+# ---- Postgres paused for 4 s
+pg_pids="$PG_PID $(pgrep -P "$PG_PID" | tr '\n' ' ')"
+kill -STOP $pg_pids
+for i in $(seq 1 30); do typing "$i"; readmark "$i"; done
+sleep 4
+cpu=$(ps -o time= -p "$WPID_w1" | awk -F: '{print ($1*3600)+($2*60)+$3}')
+is "$(q "ev('events:channel').length" a)" 0 "nothing is delivered while Postgres is paused (authorisation waits)"
+kill -CONT $pg_pids
+check "after the pause all 30 typing events arrive" client_wait_q a "ev('events:channel').length >= 30" 20
+is "$(q "ev('events:channel').map(x => x[0].message_id).join(',')" a)" "$(seq -s, 1 30)" "in the order they were sent, none twice"
+check "all 30 read-marker effects are recorded once each" wait_until 10 bash -c \
+	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(DISTINCT id) FROM tidings_event WHERE id LIKE 'r-%'\")\" = 30 ]"
+like "$cpu" '^[0-3]$' "the worker did not spin while Postgres was paused (cpu ${cpu}s)"
+
+# ---- kill -9 with a backlog: nothing lost, nothing applied twice
+for i in $(seq 100 399); do readmark "$i"; done
+sleep 0.2
+kill -KILL "$WPID_w1"
+worker_start w2
+check "w2 takes over and applies the whole backlog" wait_until 30 bash -c \
+	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(*) FROM tidings_event WHERE id LIKE 'r-%'\")\" = 330 ]"
+is "$(psql_q "SELECT count(*) - count(DISTINCT id) FROM tidings_event" owui)" 0 "no event applied twice"
+check "nothing left pending in the group" wait_until 10 bash -c \
+	"[ \"\$(timeout 5 redis-cli -p $REDIS_PORT XPENDING $P:ingress:$shard workers | head -1)\" = 0 ]"
+
+client_stop a
+stop_pid "$WPID_w2" 10
+check_gateway_stop gw1
+done_testing
