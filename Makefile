@@ -83,7 +83,7 @@ $(ASAN)/libtidings.a: $(LIB_AOBJ)
 	rm -f $@ && ar rcs $@ $^
 build/tests/unit/%: tests/unit/%.c $(ASAN)/libtidings.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) -Itests/unit -o $@ $^ $(PKG_LIBS)
+	$(CC) $(BASE_CFLAGS) $(SAN) -Itests/unit -o $@ $< $(ASAN)/libtidings.a $(PKG_LIBS)
 
 # Fuzz drivers: libFuzzer + ASan under clang. The tree is compiled again with
 # coverage instrumentation so the fuzzer sees inside the codecs.

@@ -22,6 +22,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "fanout.h"
+#include "persist.h"
 #include "wk.h"
 
 typedef struct batch {
@@ -196,15 +197,6 @@ static int coalesced(const char *kind, const char *a, const char *b, int64_t win
 
 /* ---- handlers ---- */
 
-/* Persistence of `events` updates (worker/persist.c) lands with the next
- * increment; until then update_db emits are delivered only. */
-static void persist_emit(batch *b, int i, pg_batch *pb)
-{
-	(void)b;
-	(void)i;
-	(void)pb;
-}
-
 typedef struct hctx {
 	batch *b;
 	int i; /* entry index */
@@ -216,6 +208,34 @@ static hctx *ctx(batch *b, int i)
 	c->b = b;
 	c->i = i;
 	return c;
+}
+
+/* An `events` emit with update_db persists into the chat of its target
+ * user (the chat's owner, as Open WebUI's emitter does), in one atomic
+ * statement per event (worker/persist.c). Emits to rooms or sockets carry
+ * no owner and are delivered only. */
+static void on_persisted(void *arg, const PGresult *res)
+{
+	hctx *c = arg;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		wk.m.effects++;
+	free(c);
+}
+
+static void persist_emit(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	if (!e->update_db || strcmp(e->event, "events") != 0 || strcmp(e->to_type, "user") != 0)
+		return;
+	persist_stmt st = {0};
+	const char *err = NULL;
+	int rc = persist_events_stmt(e->eid, e->to, cJSON_GetArrayItem(e->args, 0), &st, &err);
+	if (rc < 0)
+		log_warn("emit %s not persisted: %s", e->eid, err);
+	if (rc == 0)
+		pg_batch_add(pb, st.sql, st.nparams, (const char *const *)st.values, on_persisted,
+		             ctx(b, i));
+	persist_stmt_dispose(&st);
 }
 
 /* user-join and join-channels: the user's channels become rooms of this

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Producer emits with update_db, end to end: POST /api/v1/emit -> ingress ->
+# worker -> Postgres (and to the user's sockets). Checked in SQL: each type's
+# effect on the chat JSON and its chat_message mirror, an idempotency key
+# used twice, and two producers emitting to one message at once losing
+# nothing.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pg.sh"
+watchdog 120
+
+WORKER=${TIDINGS_WORKER_BIN:-$TOP/build/asan/tidings-worker}
+[ -x "$WORKER" ] || bail "worker binary $WORKER exists"
+require_gateway
+require_pg
+start_redis || bail "redis starts"
+start_pg || bail "postgres starts"
+pg_createdb owui
+DB=$(pg_url owui)
+DATABASE_URL=$DB timeout 30 "$TOP/build/tidingsctl" migrate >/dev/null 2>&1 || bail "migrations apply"
+KEY=k$RANDOM
+start_gateway gw1 TIDINGS_API_KEY=$KEY || bail "gateway starts"
+sql() { psql_q "$1" owui; }
+sql "INSERT INTO \"user\" (id, name, email, role) VALUES ('u1','Alice','a@x','user'), ('u2','Bob','b@x','user');
+INSERT INTO chat (id, user_id, title, chat, created_at, updated_at) VALUES
+ ('chat1','u1','t','{\"history\":{\"currentId\":\"m1\",\"messages\":{\"m1\":{\"id\":\"m1\",\"role\":\"assistant\",\"content\":\"Hi\"}}}}',1,1);" >/dev/null
+(
+	close_client_fds
+	exec env -i PATH="$PATH" DATABASE_URL="$DB" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
+		TIDINGS_WORKER_ID=w1 TIDINGS_LOG_FORMAT=text ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		"$WORKER" >>"$TMP/w1.log" 2>&1
+) &
+WPID=$!
+track_pid $WPID
+
+node_client a sio-client.js --url "$(gw_url gw1)" --token "$(token u1)"
+client_wait a '"t":"connect"' 1 10 || bail "client connects"
+post() { curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" --data "$1" "$(admin_url gw1)/api/v1/emit"; }
+ev() { printf '{"event":"events","to":{"user":"%s"},"update_db":true%s,"data":{"chat_id":"%s","message_id":"m1","data":{"type":"%s","data":%s}}}' "$1" "${5:+,\"id\":\"$5\"}" "$2" "$3" "$4"; }
+msg() { sql "SELECT chat::jsonb #> '{history,messages,m1,$1}' FROM chat WHERE id='chat1'"; }
+
+is "$(post "$(ev u1 chat1 status '{"description":"searching","done":false}')")" 202 "status emitted"
+is "$(post "$(ev u1 chat1 message '{"content":" there"}')")" 202 "message emitted"
+is "$(post "$(ev u1 chat1 source '{"source":{"name":"doc","url":"https://x"},"document":["d"]}')")" 202 "source emitted"
+is "$(post "$(ev u1 chat1 files '{"files":[{"id":"f1"}]}')")" 202 "files emitted"
+check "the user's socket got the events too" client_wait_q a "ev('events').filter(x => x[0].chat_id === 'chat1').length >= 4" 10
+check "status appended to statusHistory" wait_until 10 bash -c "[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT chat::jsonb #>> '{history,messages,m1,statusHistory,0,description}' FROM chat WHERE id='chat1'\")\" = searching ]"
+check "message content appended" wait_until 10 bash -c "[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT chat::jsonb #>> '{history,messages,m1,content}' FROM chat WHERE id='chat1'\")\" = 'Hi there' ]"
+check "source appended to sources" wait_until 10 bash -c "[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT chat::jsonb #>> '{history,messages,m1,sources,0,source,name}' FROM chat WHERE id='chat1'\")\" = doc ]"
+check "files set" wait_until 10 bash -c "[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT chat::jsonb #>> '{history,messages,m1,files,0,id}' FROM chat WHERE id='chat1'\")\" = f1 ]"
+is "$(sql "SELECT status_history::jsonb #>> '{0,description}' FROM chat_message WHERE id='chat1-m1'")" searching "status mirrored into chat_message.status_history"
+is "$(sql "SELECT content::jsonb #>> '{}' FROM chat_message WHERE id='chat1-m1'")" "Hi there" "content mirrored into chat_message"
+
+# another user's chat: delivered to that user, nothing written
+before=$(sql "SELECT md5(chat::text) FROM chat WHERE id='chat1'")
+is "$(post "$(ev u2 chat1 status '{"description":"forged"}')")" 202 "emit naming another user's chat accepted (delivery only)"
+sleep 1
+is "$(sql "SELECT md5(chat::text) FROM chat WHERE id='chat1'")" "$before" "another user's emit does not touch the chat"
+
+# the same idempotency key twice: one effect
+n0=$(msg statusHistory | node -e 'console.log(JSON.parse(require("fs").readFileSync(0,"utf8")).length)')
+post "$(ev u1 chat1 status '{"description":"once"}' idem-1)" >/dev/null
+post "$(ev u1 chat1 status '{"description":"once"}' idem-1)" >/dev/null
+check "the keyed status lands" wait_until 10 bash -c "psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT chat::text FROM chat WHERE id='chat1'\" | grep -q once"
+sleep 1
+is "$(msg statusHistory | node -e 'const a=JSON.parse(require("fs").readFileSync(0,"utf8"));console.log(a.filter(s=>s.description==="once").length)')" 1 "the same id twice has one effect"
+
+# two producers, 50 statuses each, at once: none lost
+for p in A B; do
+	(for i in $(seq 1 50); do post "$(ev u1 chat1 status "{\"description\":\"$p$i\"}")" >/dev/null; done) &
+done
+wait_producers() { [ "$(msg statusHistory | node -e 'const a=JSON.parse(require("fs").readFileSync(0,"utf8"));console.log(a.filter(s=>/^[AB][0-9]+$/.test(s.description)).length)')" = 100 ]; }
+check "two concurrent producers: all 100 statuses persisted" wait_until 30 wait_producers
+order=$(msg statusHistory | node -e 'const a=JSON.parse(require("fs").readFileSync(0,"utf8")).map(s=>s.description);const ok=["A","B"].every(p=>{const n=a.filter(d=>d&&d[0]===p).map(d=>+d.slice(1));return n.every((v,i)=>v===i+1)});console.log(ok)')
+is "$order" true "each producer's statuses in the order it sent them"
+is "$(sql "SELECT json_array_length(status_history) = json_array_length(chat::json #> '{history,messages,m1,statusHistory}') FROM chat_message cm JOIN chat c ON c.id = cm.chat_id WHERE cm.id='chat1-m1'")" t "the mirror holds exactly the same statuses"
+
+client_stop a
+stop_pid $WPID 10
+check_gateway_stop gw1
+done_testing
