@@ -115,7 +115,8 @@ BEGIN
 			'false while an assistant answer is still being generated; a chat with such a row does not count as unread.';
 		COMMENT ON COLUMN chat_message.status_history IS
 			'JSON array of status updates (the data of status events: action, description, done, ...), oldest first. '
-			'Open WebUI appends them to chat.chat only; this copy catches up at the message''s next write.';
+			'Tidings appends each one here in the same statement as to chat.chat; Open WebUI itself wrote chat.chat only, '
+			'so rows it wrote may lag until the message''s next write.';
 		COMMENT ON COLUMN chat_message.error IS 'JSON error of a failed answer, e.g. {"content": "..."}; NULL when none.';
 		COMMENT ON COLUMN chat_message.usage IS 'JSON object of token usage (input_tokens, output_tokens, ...).';
 		COMMENT ON COLUMN chat_message.context_summary IS 'Summary of the earlier conversation when the context was compacted at this message.';
