@@ -213,8 +213,25 @@ void config_help(const config_opt *tab, const char *usage, FILE *out)
 	        "\nAny variable X may be given as X_FILE, naming a file that holds the value.\n");
 }
 
+/* Finds the password of scheme://[user]:password@host; 1 and its span, or 0. */
+static int url_password(const char *s, const char **pw, size_t *len)
+{
+	const char *p = strstr(s, "://");
+	const char *at = strrchr(s, '@');
+	if (!p || !at || at < p)
+		return 0;
+	const char *colon = memchr(p + 3, ':', (size_t)(at - p - 3));
+	if (!colon)
+		return 0;
+	*pw = colon + 1;
+	*len = (size_t)(at - colon - 1);
+	return 1;
+}
+
 void config_dump(const config_opt *tab, const void *cfg, FILE *out)
 {
+	const char *pw;
+	size_t pwlen;
 	for (const config_opt *o = tab; o->name; o++) {
 		const char *field = (const char *)cfg + o->offset;
 		fprintf(out, "%s = ", o->name);
@@ -225,6 +242,9 @@ void config_dump(const config_opt *tab, const void *cfg, FILE *out)
 				fprintf(out, "(unset)\n");
 			else if (o->flags & CFG_SECRET)
 				fprintf(out, "%s\n", *s ? "******** (set)" : "(empty)");
+			else if (url_password(s, &pw, &pwlen))
+				/* a URL with a password: scheme://user:***@host */
+				fprintf(out, "%.*s***%s\n", (int)(pw - s), s, pw + pwlen);
 			else
 				fprintf(out, "%s\n", s);
 			break;

@@ -618,3 +618,16 @@ int redis_parse_url(const char *url, char *host, size_t hostcap, int *port, int 
 		return -1;
 	return 0;
 }
+
+const char *redis_url_redacted(const char *url, char *out, size_t cap)
+{
+	const char *scheme = strstr(url, "://");
+	const char *at = strrchr(url, '@');
+	const char *colon =
+	    scheme && at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+	if (!colon)
+		snprintf(out, cap, "%s", url);
+	else
+		snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
+	return out;
+}

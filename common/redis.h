@@ -34,16 +34,20 @@ typedef struct redis_conn_opts {
 	const char *url;     /* redis://[[user]:password@]host[:port][/db] */
 	const char *name;    /* for log lines: "command", "delivery", ... */
 	uint64_t timeout_ms; /* a reply later than this tears the connection down; 0: 5000 */
-	/* Called each time the connection comes up (after AUTH/SELECT were
-	 * queued) and each time it goes down (err says why). May be NULL. */
+	/* Called each time the connection comes up (once AUTH, SELECT and a
+	 * PING were answered) and each time it goes down (err says why); from
+	 * the connection's own timer, never from inside hiredis. May be NULL. */
 	void (*on_up)(redis_conn *rc, void *arg);
 	void (*on_down)(redis_conn *rc, const char *err, void *arg);
 	void *arg;
 } redis_conn_opts;
 
+/* Copies url to out with any password replaced by "***", for logs. */
+const char *redis_url_redacted(const char *url, char *out, size_t cap);
+
 /* Parses a URL; 0 or -1. host/password/user are written NUL-terminated. */
-int redis_parse_url(const char *url, char *host, size_t hostcap, int *port, int *db,
-		    char *user, size_t usercap, char *password, size_t pwcap);
+int redis_parse_url(const char *url, char *host, size_t hostcap, int *port, int *db, char *user,
+                    size_t usercap, char *password, size_t pwcap);
 
 /* Creates the connection and starts connecting on `base`. The options are
  * copied (strings included). Returns NULL on a bad URL or no memory. */
@@ -61,7 +65,7 @@ uint32_t redis_conn_pending(const redis_conn *rc);
  * connection is not up (cb will not run). cb may be NULL: an error reply is
  * then only counted (redis_conn_errors). */
 int redis_cmd(redis_conn *rc, redis_reply_fn *cb, void *arg, int argc, const char *const *argv,
-	      const size_t *lens);
+              const size_t *lens);
 
 /* Error replies received for commands sent without a callback. */
 uint64_t redis_conn_errors(const redis_conn *rc);

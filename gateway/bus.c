@@ -1,15 +1,32 @@
+/*
+ * bus.c - the gateway's side of the Redis contract (bus.h, docs/redis.md).
+ *
+ * Two connections of common/redis.c: "command" carries every write and
+ * look-up, pipelined, and "delivery" carries only the blocking XREAD of this
+ * gateway's delivery stream, so that a read blocked for BLOCK_MS never holds
+ * a write back. The connection module reconnects with backoff, tears a
+ * connection down when a reply is overdue and runs each callback exactly
+ * once; this file decides what each connection does when it comes up.
+ *
+ * While the command connection is down, writes are refused at once and
+ * counted: nothing piles up for a Redis that is away. While it is up but
+ * Redis does not answer (frozen, overloaded), what was sent waits for at
+ * most CMD_TIMEOUT_MS, and never more than MAX_PENDING_BYTES of it: past
+ * that, writes are refused as if Redis were away. What was lost either way
+ * is published again when the connection comes back (on_command_up):
+ * liveness, every session and the whole room registry.
+ */
 #include "bus.h"
 
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/redis.h"
 #include "common/shard.h"
 #include "gw.h"
 #include "rooms.h"
@@ -19,218 +36,172 @@
 #define ALIVE_EVERY_MS 5000
 #define ALIVE_TTL_S    15
 #define DLV_TTL_S      120
-#define CMD_TIMEOUT_MS 5000
+#define DLV_MAXLEN     100000
+/* Redis answers in well under a millisecond; two seconds without any reply
+ * means it is frozen or gone, and /readyz should say so while a load
+ * balancer can still act on it. */
+#define CMD_TIMEOUT_MS 2000
 #define BLOCK_MS       2000
 #define READ_COUNT     512
-#define MAX_ARGS       (16 + 2 * 16)
+#define MAX_ATT        16
+/* Bytes of commands waiting for replies on the command connection (an
+ * estimate of what hiredis and common/redis.c hold for them). */
+#define MAX_PENDING_BYTES ((uint64_t)128 << 20)
+#define KEY_MAX           640
 
-/* One hiredis connection as an explicit state machine (nchan's model):
- * DOWN -> CONNECTING -> UP, back to DOWN on any error, retried with
- * backoff from the tick. Replies arriving late are detected by the tick,
- * which tears the connection down (h2o's command timeout). */
-enum { RC_DOWN, RC_CONNECTING, RC_UP };
+/* The delivery reader's step: nothing in flight, the hello XADD in
+ * flight, or an XREAD in flight. */
+enum { DLV_IDLE, DLV_HELLO, DLV_READING };
 
-typedef struct rconn {
-	const char *name;
-	redisAsyncContext *ac;
-	int state;
-	uint32_t outstanding;
-	uint64_t last_reply_ms;
-	uint64_t retry_at_ms;
-	uint64_t backoff_ms;
-	uint64_t timeout_ms;
-	void (*on_up)(void);
-} rconn;
+/* A key with its length: the bytes of a room name are not assumed to be
+ * free of NULs. */
+typedef struct rkey {
+	char s[KEY_MAX];
+	size_t len;
+} rkey;
 
-static rconn cmd = {.name = "command", .timeout_ms = CMD_TIMEOUT_MS};
-static rconn blk = {.name = "delivery", .timeout_ms = BLOCK_MS + CMD_TIMEOUT_MS};
-
-static char host[256];
-static int port = 6379, db;
-static char password[256], username[128];
+static redis_conn *cmd, *dlv;
 static struct event *tick_ev;
-static uint64_t last_alive_ms;
-static char dlv_key[512], alive_key[512], last_id[64];
-static uint64_t boot_ms, seq;
-static int reading;
+static int dlv_step;
+static int hello_due; /* the delivery connection came up and has not said hello yet */
+static int stopping;
+static uint64_t last_alive_ms, boot_ms, seq;
+static uint64_t pending_bytes;
+static uint64_t write_errors, writes_lost;
+static char last_error[160];
+static rkey dlv_key, alive_key, gateways_key, rooms_key;
+static char last_id[64]; /* delivery stream position: the last id read */
 
-static void read_delivery(void);
+/* ---- keys and commands ---- */
 
-/* ---- connection management ---- */
-
-static int parse_url(const char *url)
+/* prefix ":" a v b into k; -1 when it does not fit. */
+static int key_in(rkey *k, const char *prefix, const char *a, slice v, const char *b)
 {
-	const char *p = url;
-	if (strncmp(p, "redis://", 8) == 0)
-		p += 8;
-	else
+	size_t np = strlen(prefix), na = strlen(a), nb = strlen(b);
+	if (np + 1 + na + v.len + nb >= sizeof(k->s))
 		return -1;
-	const char *at = strrchr(p, '@');
-	if (at) {
-		const char *colon = memchr(p, ':', (size_t)(at - p));
-		if (colon) {
-			snprintf(username, sizeof(username), "%.*s", (int)(colon - p), p);
-			snprintf(password, sizeof(password), "%.*s", (int)(at - colon - 1),
-			         colon + 1);
-		} else {
-			snprintf(password, sizeof(password), "%.*s", (int)(at - p), p);
-		}
-		p = at + 1;
-	}
-	const char *slash = strchr(p, '/');
-	size_t hl = slash ? (size_t)(slash - p) : strlen(p);
-	const char *colon = memchr(p, ':', hl);
-	if (colon) {
-		port = atoi(colon + 1);
-		hl = (size_t)(colon - p);
-	}
-	if (hl == 0 || hl >= sizeof(host) || port <= 0 || port > 65535)
-		return -1;
-	memcpy(host, p, hl);
-	host[hl] = '\0';
-	if (slash && slash[1])
-		db = atoi(slash + 1);
+	char *p = k->s;
+	memcpy(p, prefix, np);
+	p += np;
+	*p++ = ':';
+	memcpy(p, a, na);
+	p += na;
+	if (v.len)
+		memcpy(p, v.base, v.len);
+	p += v.len;
+	memcpy(p, b, nb);
+	p += nb;
+	*p = '\0';
+	k->len = (size_t)(p - k->s);
 	return 0;
 }
 
-static void conn_down(rconn *r, const char *why)
+/* A key under our own prefix. */
+static int key(rkey *k, const char *a, slice v, const char *b)
 {
-	if (r->state != RC_DOWN)
-		log_warn("redis %s connection down: %s", r->name, why ? why : "closed");
-	r->state = RC_DOWN;
-	r->ac = NULL;
-	r->outstanding = 0;
-	r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 100;
-	if (r->backoff_ms > 5000)
-		r->backoff_ms = 5000;
-	r->retry_at_ms = gw_now() + r->backoff_ms;
-	if (r == &blk)
-		reading = 0;
+	return key_in(k, gw.cfg.redis_prefix, a, v, b);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void arg_key(redis_argv *a, const rkey *k)
 {
-	rconn *r = ac->data;
-	if (status != REDIS_OK) {
-		conn_down(r, ac->errstr);
-		return;
-	}
-	log_info("redis %s connection up (%s:%d)", r->name, host, port);
-	r->state = RC_UP;
-	r->backoff_ms = 0;
-	r->last_reply_ms = gw_now();
-	if (r->on_up)
-		r->on_up();
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-	rconn *r = ac->data;
-	conn_down(r, status == REDIS_OK ? "closed" : ac->errstr);
-}
-
-static void count_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-	rconn *r = ac->data;
-	if (r->outstanding)
-		r->outstanding--;
-	r->last_reply_ms = gw_now();
-	redisReply *rep = reply;
-	if (rep && rep->type == REDIS_REPLY_ERROR)
-		log_warn("redis %s: %s", r->name, rep->str);
-}
-
-/* Sends a command whose reply only matters for errors. */
-static int send_argv(rconn *r, redisCallbackFn *cb, void *priv, int argc, const char **argv,
-                     const size_t *lens)
-{
-	if (r->state != RC_UP)
-		return -1;
-	if (redisAsyncCommandArgv(r->ac, cb ? cb : count_reply, priv, argc, argv, lens) != REDIS_OK)
-		return -1;
-	if (!r->outstanding)
-		r->last_reply_ms = gw_now();
-	r->outstanding++;
-	return 0;
-}
-
-static void rconn_start(rconn *r)
-{
-	r->state = RC_CONNECTING;
-	redisAsyncContext *ac = redisAsyncConnect(host, port);
-	if (!ac || ac->err) {
-		if (ac)
-			redisAsyncFree(ac);
-		conn_down(r, "connect failed");
-		return;
-	}
-	r->ac = ac;
-	ac->data = r;
-	redisLibeventAttach(ac, gw.base);
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	/* Queued now, sent once connected: hiredis keeps command order. */
-	if (*password) {
-		const char *argv[3] = {"AUTH", *username ? username : password, password};
-		size_t lens[3] = {4, strlen(argv[1]), strlen(password)};
-		int argc = *username ? 3 : 2;
-		redisAsyncCommandArgv(ac, count_reply, NULL, argc, argv, lens);
-		r->outstanding++;
-	}
-	if (db) {
-		char d[16];
-		snprintf(d, sizeof(d), "%d", db);
-		const char *argv[2] = {"SELECT", d};
-		size_t lens[2] = {6, strlen(d)};
-		redisAsyncCommandArgv(ac, count_reply, NULL, 2, argv, lens);
-		r->outstanding++;
-	}
+	redis_arg(a, k->s, k->len);
 }
 
 int bus_ready(void)
 {
-	return cmd.state == RC_UP;
+	return cmd && redis_conn_up(cmd);
 }
 
-/* ---- argv builder ---- */
-
-typedef struct args {
-	int n;
-	const char *v[MAX_ARGS];
-	size_t l[MAX_ARGS];
-	char num[8][24];
-	int nnum;
-} args;
-
-static void arg(args *a, const char *p, size_t len)
+/* What a command costs while it waits for its reply: its arguments, their
+ * RESP framing, and the records that hiredis and common/redis.c keep. */
+static uint64_t argv_bytes(const redis_argv *a)
 {
-	if (a->n < MAX_ARGS) {
-		a->v[a->n] = p;
-		a->l[a->n++] = len;
+	uint64_t n = 128;
+	for (int i = 0; i < a->n; i++)
+		n += a->l[i] + 16;
+	return n;
+}
+
+/* What a write holds until its reply: its charge against
+ * MAX_PENDING_BYTES, and whether it carries a client's ingress entry. */
+typedef struct write_req {
+	uint64_t bytes;
+	int ingress;
+} write_req;
+
+/*
+ * A write's reply, or its failure, refunds its charge. Error replies and
+ * writes lost with a failed connection are counted and reported once per
+ * tick, with the last error's text: a command failing for every socket
+ * must not become one log line per socket. A lost ingress entry also
+ * counts as an ingress error (the event is gone; a client that asked for
+ * an ack never gets one).
+ */
+static void on_written(redis_conn *rc, const redisReply *reply, void *arg)
+{
+	write_req w = *(write_req *)arg;
+	free(arg);
+	pending_bytes -= w.bytes;
+	if (!reply) {
+		writes_lost++;
+	} else if (reply->type == REDIS_REPLY_ERROR) {
+		write_errors++;
+		snprintf(last_error, sizeof(last_error), "%.*s", (int)reply->len,
+		         reply->str ? reply->str : "");
+	} else {
+		return;
 	}
+	if (w.ingress)
+		gw.m.ingress_errors++;
 }
 
-static void arg_s(args *a, const char *s)
+static void report_write_errors(void)
 {
-	arg(a, s, strlen(s));
+	static uint64_t errors_logged, lost_logged;
+	if (write_errors == errors_logged && writes_lost == lost_logged)
+		return;
+	log_warn("redis command: %llu error replies (last: %s), %llu writes lost with the "
+	         "connection",
+	         (unsigned long long)(write_errors - errors_logged),
+	         write_errors != errors_logged ? last_error : "-",
+	         (unsigned long long)(writes_lost - lost_logged));
+	errors_logged = write_errors;
+	lost_logged = writes_lost;
 }
 
-static void arg_sl(args *a, slice s)
+/* Sends a write on the command connection: a command whose reply matters
+ * only when it is an error. 0 when queued; -1 when Redis is away or the
+ * commands already waiting for replies reach MAX_PENDING_BYTES. */
+static int send_write_as(const redis_argv *a, int ingress)
 {
-	arg(a, s.base ? s.base : "", s.len);
+	uint64_t n = argv_bytes(a);
+	if (!bus_ready() || pending_bytes + n > MAX_PENDING_BYTES)
+		return -1;
+	write_req *w = malloc(sizeof(*w));
+	if (!w)
+		return -1;
+	*w = (write_req){n, ingress};
+	if (redis_send(cmd, on_written, w, a) < 0) {
+		free(w);
+		return -1;
+	}
+	pending_bytes += n;
+	return 0;
 }
 
-static void arg_u64(args *a, uint64_t v)
+static int send_write(const redis_argv *a)
 {
-	char *p = a->num[a->nnum++ & 7];
-	snprintf(p, 24, "%llu", (unsigned long long)v);
-	arg_s(a, p);
+	return send_write_as(a, 0);
 }
 
-static int key(char *out, size_t cap, const char *fmt1, const char *v1, const char *fmt2)
+static void send_expire(const rkey *k, uint64_t ttl_s)
 {
-	int n = snprintf(out, cap, "%s:%s%s%s", gw.cfg.redis_prefix, fmt1, v1, fmt2);
-	return n > 0 && (size_t)n < cap ? 0 : -1;
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "EXPIRE");
+	arg_key(&a, k);
+	redis_arg_u64(&a, ttl_s);
+	send_write(&a);
 }
 
 /* ---- sessions and registry ---- */
@@ -242,105 +213,112 @@ static uint64_t session_ttl_s(void)
 
 void bus_session_add(const sio_sock *s)
 {
-	char k[600], uk[600];
-	if (key(k, sizeof(k), "sid:", s->sid, "") < 0 ||
-	    key(uk, sizeof(uk), "user:", s->user, ":sids") < 0)
+	rkey k, uk;
+	if (key(&k, "sid:", slice_cstr(s->sid), "") < 0 ||
+	    key(&uk, "user:", slice_cstr(s->user), ":sids") < 0)
 		return;
 	uint64_t now = clock_wall_ms();
-	args a = {0};
-	arg_s(&a, "HSET");
-	arg_s(&a, k);
-	arg_s(&a, "user");
-	arg_s(&a, s->user);
-	arg_s(&a, "gw");
-	arg_s(&a, gw.cfg.gateway_id);
-	arg_s(&a, "nsp");
-	arg_s(&a, s->nsp);
-	arg_s(&a, "connected_at");
-	arg_u64(&a, now);
-	arg_s(&a, "last_seen");
-	arg_u64(&a, now);
-	send_argv(&cmd, NULL, NULL, a.n, a.v, a.l);
-	args e = {0};
-	arg_s(&e, "EXPIRE");
-	arg_s(&e, k);
-	arg_u64(&e, session_ttl_s());
-	send_argv(&cmd, NULL, NULL, e.n, e.v, e.l);
-	args u = {0};
-	arg_s(&u, "SADD");
-	arg_s(&u, uk);
-	arg_s(&u, s->sid);
-	send_argv(&cmd, NULL, NULL, u.n, u.v, u.l);
-	e.v[1] = uk;
-	e.l[1] = strlen(uk);
-	send_argv(&cmd, NULL, NULL, e.n, e.v, e.l);
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "HSET");
+	arg_key(&a, &k);
+	redis_arg_str(&a, "user");
+	redis_arg_str(&a, s->user);
+	redis_arg_str(&a, "gw");
+	redis_arg_str(&a, gw.cfg.gateway_id);
+	redis_arg_str(&a, "nsp");
+	redis_arg_str(&a, s->nsp);
+	redis_arg_str(&a, "connected_at");
+	redis_arg_u64(&a, now);
+	redis_arg_str(&a, "last_seen");
+	redis_arg_u64(&a, now);
+	send_write(&a);
+	send_expire(&k, session_ttl_s());
+	redis_argv_init(&a);
+	redis_arg_str(&a, "SADD");
+	arg_key(&a, &uk);
+	redis_arg_str(&a, s->sid);
+	send_write(&a);
+	send_expire(&uk, session_ttl_s());
 }
 
 void bus_session_touch(const sio_sock *s)
 {
-	char k[600];
-	if (key(k, sizeof(k), "sid:", s->sid, "") < 0)
+	rkey k;
+	if (key(&k, "sid:", slice_cstr(s->sid), "") < 0)
 		return;
-	args a = {0};
-	arg_s(&a, "HSET");
-	arg_s(&a, k);
-	arg_s(&a, "last_seen");
-	arg_u64(&a, clock_wall_ms());
-	send_argv(&cmd, NULL, NULL, a.n, a.v, a.l);
-	args e = {0};
-	arg_s(&e, "EXPIRE");
-	arg_s(&e, k);
-	arg_u64(&e, session_ttl_s());
-	send_argv(&cmd, NULL, NULL, e.n, e.v, e.l);
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "HSET");
+	arg_key(&a, &k);
+	redis_arg_str(&a, "last_seen");
+	redis_arg_u64(&a, clock_wall_ms());
+	send_write(&a);
+	send_expire(&k, session_ttl_s());
 }
 
 void bus_session_del(const sio_sock *s)
 {
-	char k[600], uk[600];
-	if (key(k, sizeof(k), "sid:", s->sid, "") < 0 ||
-	    key(uk, sizeof(uk), "user:", s->user, ":sids") < 0)
+	rkey k, uk;
+	if (key(&k, "sid:", slice_cstr(s->sid), "") < 0 ||
+	    key(&uk, "user:", slice_cstr(s->user), ":sids") < 0)
 		return;
-	args a = {0};
-	arg_s(&a, "DEL");
-	arg_s(&a, k);
-	send_argv(&cmd, NULL, NULL, a.n, a.v, a.l);
-	args u = {0};
-	arg_s(&u, "SREM");
-	arg_s(&u, uk);
-	arg_s(&u, s->sid);
-	send_argv(&cmd, NULL, NULL, u.n, u.v, u.l);
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "DEL");
+	arg_key(&a, &k);
+	send_write(&a);
+	redis_argv_init(&a);
+	redis_arg_str(&a, "SREM");
+	arg_key(&a, &uk);
+	redis_arg_str(&a, s->sid);
+	send_write(&a);
+}
+
+/* Removes this gateway's field from room `name`'s registry hash and the
+ * room from the gateway's own list. */
+static void unregister_room(slice name)
+{
+	rkey k;
+	if (key(&k, "room:", name, "") < 0)
+		return;
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "HDEL");
+	arg_key(&a, &k);
+	redis_arg_str(&a, gw.cfg.gateway_id);
+	send_write(&a);
+	redis_argv_init(&a);
+	redis_arg_str(&a, "SREM");
+	arg_key(&a, &rooms_key);
+	redis_arg_slice(&a, name);
+	send_write(&a);
 }
 
 void bus_room_changed(const room *r)
 {
-	char k[600], gk[600];
-	if (key(k, sizeof(k), "room:", r->name, "") < 0 ||
-	    key(gk, sizeof(gk), "gw:", gw.cfg.gateway_id, ":rooms") < 0)
+	slice name = slice_make(r->name, r->len);
+	if (!r->count) {
+		unregister_room(name);
 		return;
-	args a = {0};
-	if (r->count) {
-		arg_s(&a, "HSET");
-		arg_s(&a, k);
-		arg_s(&a, gw.cfg.gateway_id);
-		arg_u64(&a, r->count);
-	} else {
-		arg_s(&a, "HDEL");
-		arg_s(&a, k);
-		arg_s(&a, gw.cfg.gateway_id);
 	}
-	send_argv(&cmd, NULL, NULL, a.n, a.v, a.l);
+	rkey k;
+	if (key(&k, "room:", name, "") < 0)
+		return;
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "HSET");
+	arg_key(&a, &k);
+	redis_arg_str(&a, gw.cfg.gateway_id);
+	redis_arg_u64(&a, r->count);
+	send_write(&a);
 	/* The gateway's own list of registered rooms lets a restarted gateway
 	 * with the same id clear what its previous life left behind. */
-	args g = {0};
-	arg_s(&g, r->count ? "SADD" : "SREM");
-	arg_s(&g, gk);
-	arg_s(&g, r->name);
-	send_argv(&cmd, NULL, NULL, g.n, g.v, g.l);
-}
-
-static void republish_room(const room *r)
-{
-	bus_room_changed(r);
+	redis_argv_init(&a);
+	redis_arg_str(&a, "SADD");
+	arg_key(&a, &rooms_key);
+	redis_arg_slice(&a, name);
+	send_write(&a);
 }
 
 /* ---- ingress ---- */
@@ -350,61 +328,70 @@ uint32_t bus_shard(slice k)
 	return shard_of(k, (uint32_t)gw.cfg.shards);
 }
 
+static int ingress_key(rkey *k, slice shard_key)
+{
+	char shard[16];
+	snprintf(shard, sizeof(shard), "%u", bus_shard(shard_key));
+	return key(k, "ingress:", slice_cstr(shard), "");
+}
+
 int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, int64_t ack,
                 const slice *att, uint32_t natt, slice shard_key)
 {
-	char k[300], eid[200], userkey[JWT_MAX_ID + 8], shard[16];
+	static const char *const att_names[MAX_ATT] = {
+	    "att0", "att1", "att2",  "att3",  "att4",  "att5",  "att6",  "att7",
+	    "att8", "att9", "att10", "att11", "att12", "att13", "att14", "att15"};
+	char eid[200], userkey[JWT_MAX_ID + 8];
+	rkey k;
+	const char *user = s->user ? s->user : "";
 	if (!shard_key.len) {
-		snprintf(userkey, sizeof(userkey), "user:%s", s->user ? s->user : "");
+		snprintf(userkey, sizeof(userkey), "user:%s", user);
 		shard_key = slice_cstr(userkey);
 	}
-	snprintf(shard, sizeof(shard), "%u", bus_shard(shard_key));
-	if (key(k, sizeof(k), "ingress:", shard, "") < 0)
+	if (ingress_key(&k, shard_key) < 0)
 		return -1;
 	snprintf(eid, sizeof(eid), "%s-%llu-%llu", gw.cfg.gateway_id, (unsigned long long)boot_ms,
 	         (unsigned long long)++seq);
-	args a = {0};
-	arg_s(&a, "XADD");
-	arg_s(&a, k);
-	arg_s(&a, "*");
-	arg_s(&a, "v");
-	arg_s(&a, "1");
-	arg_s(&a, "id");
-	arg_s(&a, eid);
-	arg_s(&a, "kind");
-	arg_s(&a, kind);
-	arg_s(&a, "gw");
-	arg_s(&a, gw.cfg.gateway_id);
-	arg_s(&a, "sid");
-	arg_s(&a, s->sid);
-	arg_s(&a, "user");
-	arg_s(&a, s->user ? s->user : "");
-	arg_s(&a, "nsp");
-	arg_s(&a, s->nsp);
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "XADD");
+	arg_key(&a, &k);
+	redis_arg_str(&a, "*");
+	redis_arg_str(&a, "v");
+	redis_arg_str(&a, "1");
+	redis_arg_str(&a, "id");
+	redis_arg_str(&a, eid);
+	redis_arg_str(&a, "kind");
+	redis_arg_str(&a, kind);
+	redis_arg_str(&a, "gw");
+	redis_arg_str(&a, gw.cfg.gateway_id);
+	redis_arg_str(&a, "sid");
+	redis_arg_str(&a, s->sid);
+	redis_arg_str(&a, "user");
+	redis_arg_str(&a, user);
+	redis_arg_str(&a, "nsp");
+	redis_arg_str(&a, s->nsp);
 	if (event.len) {
-		arg_s(&a, "event");
-		arg_sl(&a, event);
+		redis_arg_str(&a, "event");
+		redis_arg_slice(&a, event);
 	}
 	if (data.len) {
-		arg_s(&a, "data");
-		arg_sl(&a, data);
+		redis_arg_str(&a, "data");
+		redis_arg_slice(&a, data);
 	}
 	if (ack >= 0) {
-		arg_s(&a, "ack");
-		arg_u64(&a, (uint64_t)ack);
+		redis_arg_str(&a, "ack");
+		redis_arg_i64(&a, ack);
 	}
-	static const char *const att_names[] = {"att0",  "att1",  "att2",  "att3", "att4",  "att5",
-	                                        "att6",  "att7",  "att8",  "att9", "att10", "att11",
-	                                        "att12", "att13", "att14", "att15"};
-	for (uint32_t i = 0; i < natt && i < 16; i++) {
-		arg_s(&a, att_names[i]);
-		arg_sl(&a, att[i]);
+	for (uint32_t i = 0; i < natt && i < MAX_ATT; i++) {
+		redis_arg_str(&a, att_names[i]);
+		redis_arg_slice(&a, att[i]);
 	}
-	if (send_argv(&cmd, NULL, NULL, a.n, a.v, a.l) < 0) {
+	if (send_write_as(&a, 1) < 0) {
 		gw.m.ingress_errors++;
-		log_warn("sid=%s user=%s %s '%.*s' not queued: Redis is unavailable", s->sid,
-		         s->user ? s->user : "-", kind, (int)event.len,
-		         event.base ? event.base : "");
+		log_warn("sid=%s user=%s %s '%.*s' not queued: %s", s->sid, s->user ? s->user : "-",
+		         kind, (int)event.len, event.base ? event.base : "",
+		         bus_ready() ? "too many commands wait for Redis" : "Redis is unavailable");
 		return -1;
 	}
 	gw.m.ingress_entries++;
@@ -414,43 +401,46 @@ int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, in
 typedef struct emit_wait {
 	bus_emit_cb *cb;
 	void *arg;
+	uint64_t bytes;
 } emit_wait;
 
-static void on_emit(redisAsyncContext *ac, void *reply, void *priv)
+static void on_emit(redis_conn *rc, const redisReply *r, void *arg)
 {
-	emit_wait *w = priv;
-	redisReply *r = reply;
-	count_reply(ac, reply, NULL);
+	emit_wait w = *(emit_wait *)arg;
+	free(arg);
+	pending_bytes -= w.bytes;
 	if (!r)
-		w->cb(w->arg, "Redis connection lost before the entry was confirmed");
+		w.cb(w.arg, "Redis did not confirm the entry (connection lost or reply overdue)");
 	else if (r->type == REDIS_REPLY_ERROR)
-		w->cb(w->arg, r->str);
+		w.cb(w.arg, r->str ? r->str : "error reply");
 	else
-		w->cb(w->arg, NULL);
-	free(w);
+		w.cb(w.arg, NULL);
 }
 
 int bus_emit(const slice *fields, int nfields, slice shard_key, bus_emit_cb *cb, void *arg)
 {
-	char k[300], shard[16];
-	snprintf(shard, sizeof(shard), "%u", bus_shard(shard_key));
-	if (key(k, sizeof(k), "ingress:", shard, "") < 0 || nfields > 16)
+	rkey k;
+	if (nfields < 0 || nfields > 16 || ingress_key(&k, shard_key) < 0)
 		return -1;
-	args a = {0};
-	arg_s(&a, "XADD");
-	arg_s(&a, k);
-	arg_s(&a, "*");
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "XADD");
+	arg_key(&a, &k);
+	redis_arg_str(&a, "*");
 	for (int i = 0; i < 2 * nfields; i++)
-		arg_sl(&a, fields[i]);
+		redis_arg_slice(&a, fields[i]);
+	uint64_t n = argv_bytes(&a);
+	if (!bus_ready() || pending_bytes + n > MAX_PENDING_BYTES)
+		return -1;
 	emit_wait *w = malloc(sizeof(*w));
 	if (!w)
 		return -1;
-	w->cb = cb;
-	w->arg = arg;
-	if (send_argv(&cmd, on_emit, w, a.n, a.v, a.l) < 0) {
+	*w = (emit_wait){cb, arg, n};
+	if (redis_send(cmd, on_emit, w, &a) < 0) {
 		free(w);
 		return -1;
 	}
+	pending_bytes += n;
 	gw.m.ingress_entries++;
 	return 0;
 }
@@ -462,103 +452,113 @@ typedef struct revoke_check {
 	void *arg;
 	int64_t iat;
 	int has_iat;
-	int waiting;
+	int waiting; /* replies due, plus one held while the commands are sent */
 	int revoked;
 	int failed;
 } revoke_check;
 
-static void revoke_reply(redisAsyncContext *ac, void *reply, void *priv)
+#define UNREADABLE "revocation keys unreadable (Redis unavailable)"
+
+/* Drops one reference; the last one gives the answer, exactly once. */
+static void revoke_release(revoke_check *rv)
 {
-	revoke_check *rc = priv;
-	redisReply *r = reply;
-	count_reply(ac, reply, NULL);
+	if (--rv->waiting)
+		return;
+	bus_auth_cb *cb = rv->cb;
+	void *arg = rv->arg;
+	int failed = rv->failed, revoked = rv->revoked;
+	free(rv);
+	if (failed)
+		cb(arg, 0, UNREADABLE);
+	else
+		cb(arg, !revoked, revoked ? "revoked" : NULL);
+}
+
+static void on_revoke_reply(redis_conn *rc, const redisReply *r, void *arg)
+{
+	revoke_check *rv = arg;
 	if (!r || r->type == REDIS_REPLY_ERROR) {
-		rc->failed = 1;
+		rv->failed = 1;
 	} else if (r->type == REDIS_REPLY_INTEGER) {
 		if (r->integer > 0)
-			rc->revoked = 1; /* token revoked */
+			rv->revoked = 1; /* the token's own key exists */
 	} else if (r->type == REDIS_REPLY_STRING) {
 		/* user revoked_at: tokens issued at or before it are dead */
-		long long at = atoll(r->str);
-		if (!rc->has_iat || rc->iat <= at)
-			rc->revoked = 1;
+		long long at = strtoll(r->str, NULL, 10);
+		if (!rv->has_iat || rv->iat <= at)
+			rv->revoked = 1;
 	}
-	if (--rc->waiting)
+	revoke_release(rv);
+}
+
+/* One look-up of the check; a look-up that cannot be sent fails it. */
+static void revoke_send(revoke_check *rv, const char *verb, const char *a, const char *id,
+                        const char *b)
+{
+	rkey k;
+	redis_argv argv;
+	if (rv->failed || key_in(&k, gw.cfg.owui_prefix, a, slice_cstr(id), b) < 0) {
+		rv->failed = 1;
 		return;
-	if (rc->failed)
-		rc->cb(rc->arg, 0, "revocation keys unreadable (Redis unavailable)");
-	else
-		rc->cb(rc->arg, !rc->revoked, rc->revoked ? "revoked" : NULL);
-	free(rc);
+	}
+	redis_argv_init(&argv);
+	redis_arg_str(&argv, verb);
+	arg_key(&argv, &k);
+	rv->waiting++;
+	if (!bus_ready() || redis_send(cmd, on_revoke_reply, rv, &argv) < 0) {
+		rv->waiting--;
+		rv->failed = 1;
+	}
 }
 
 void bus_check_revoked(const jwt_claims *cl, bus_auth_cb *cb, void *arg)
 {
-	if (cmd.state != RC_UP) {
-		cb(arg, 0, "revocation keys unreadable (Redis unavailable)");
+	if (!bus_ready()) {
+		cb(arg, 0, UNREADABLE);
 		return;
 	}
-	revoke_check *rc = calloc(1, sizeof(*rc));
-	if (!rc) {
+	revoke_check *rv = calloc(1, sizeof(*rv));
+	if (!rv) {
 		cb(arg, 0, "out of memory");
 		return;
 	}
-	rc->cb = cb;
-	rc->arg = arg;
-	rc->iat = cl->iat;
-	rc->has_iat = (cl->flags & JWT_HAS_IAT) != 0;
-	char k1[600], k2[600];
-	snprintf(k2, sizeof(k2), "%s:auth:user:%s:revoked_at", gw.cfg.owui_prefix, cl->id);
-	rc->waiting = 1;
-	if (cl->flags & JWT_HAS_JTI) {
-		snprintf(k1, sizeof(k1), "%s:auth:token:%s:revoked", gw.cfg.owui_prefix, cl->jti);
-		const char *argv[2] = {"EXISTS", k1};
-		size_t lens[2] = {6, strlen(k1)};
-		rc->waiting = 2;
-		send_argv(&cmd, revoke_reply, rc, 2, argv, lens);
-	}
-	const char *argv[2] = {"GET", k2};
-	size_t lens[2] = {3, strlen(k2)};
-	send_argv(&cmd, revoke_reply, rc, 2, argv, lens);
+	rv->cb = cb;
+	rv->arg = arg;
+	rv->iat = cl->iat;
+	rv->has_iat = (cl->flags & JWT_HAS_IAT) != 0;
+	/* The held reference keeps a reply, or a refused second command, from
+	 * answering before both look-ups are accounted for. */
+	rv->waiting = 1;
+	if (cl->flags & JWT_HAS_JTI)
+		revoke_send(rv, "EXISTS", "auth:token:", cl->jti, ":revoked");
+	revoke_send(rv, "GET", "auth:user:", cl->id, ":revoked_at");
+	revoke_release(rv);
 }
 
 /* ---- delivery stream ---- */
 
-static slice field(const redisReply *kv, const char *name)
-{
-	size_t n = strlen(name);
-	for (size_t i = 0; i + 1 < kv->elements; i += 2) {
-		const redisReply *f = kv->element[i];
-		if (f->type == REDIS_REPLY_STRING && f->len == n && memcmp(f->str, name, n) == 0) {
-			const redisReply *v = kv->element[i + 1];
-			if (v->type == REDIS_REPLY_STRING)
-				return slice_make(v->str, v->len);
-		}
-	}
-	return SLICE_NULL;
-}
-
 static void deliver_entry(const char *id, const redisReply *kv)
 {
-	slice op = field(kv, "op"), target = field(kv, "target"), pkt = field(kv, "pkt");
-	slice att[16];
+	slice op = redis_field(kv, "op"), target = redis_field(kv, "target");
+	slice pkt = redis_field(kv, "pkt");
+	slice att[MAX_ATT];
 	uint32_t natt = 0;
 	char an[8];
-	for (; natt < 16; natt++) {
+	for (; natt < MAX_ATT; natt++) {
 		snprintf(an, sizeof(an), "att%u", natt);
-		att[natt] = field(kv, an);
+		att[natt] = redis_field(kv, an);
 		if (!att[natt].base)
 			break;
 	}
 	gw.m.delivery_entries++;
 	if (slice_eq_cstr(op, "room") && pkt.len)
-		sio_deliver_room(target, pkt, att, natt, field(kv, "except"));
+		sio_deliver_room(target, pkt, att, natt, redis_field(kv, "except"));
 	else if (slice_eq_cstr(op, "sid") && pkt.len)
 		sio_deliver_sid(target, pkt, att, natt);
 	else if (slice_eq_cstr(op, "join"))
-		sio_join(target, field(kv, "room"));
+		sio_join(target, redis_field(kv, "room"));
 	else if (slice_eq_cstr(op, "leave"))
-		sio_leave(target, field(kv, "room"));
+		sio_leave(target, redis_field(kv, "room"));
 	else if (slice_eq_cstr(op, "disconnect"))
 		sio_disconnect(target);
 	else if (!slice_eq_cstr(op, "hello"))
@@ -566,205 +566,286 @@ static void deliver_entry(const char *id, const redisReply *kv)
 		         op.base ? op.base : "");
 }
 
-static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
+/* XREAD's reply for one stream: [[stream, [[id, [field, value, ...]], ...]]]. */
+static void deliver_batch(const redisReply *r)
 {
-	redisReply *r = reply;
-	count_reply(ac, reply, NULL);
-	reading = 0;
-	if (!r || blk.state != RC_UP)
+	if (r->elements != 1 || r->element[0]->type != REDIS_REPLY_ARRAY ||
+	    r->element[0]->elements != 2 || r->element[0]->element[1]->type != REDIS_REPLY_ARRAY)
 		return;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
-		const redisReply *entries = r->element[0]->element[1];
-		for (size_t i = 0; i < entries->elements; i++) {
-			const redisReply *e = entries->element[i];
-			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
-				continue;
-			snprintf(last_id, sizeof(last_id), "%s", e->element[0]->str);
-			if (e->element[1]->type == REDIS_REPLY_ARRAY)
-				deliver_entry(last_id, e->element[1]);
-		}
-	} else if (r->type == REDIS_REPLY_ERROR) {
-		log_warn("redis delivery read: %s", r->str);
+	const redisReply *entries = r->element[0]->element[1];
+	for (size_t i = 0; i < entries->elements; i++) {
+		const redisReply *e = entries->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    e->element[0]->len >= sizeof(last_id))
+			continue;
+		memcpy(last_id, e->element[0]->str, e->element[0]->len);
+		last_id[e->element[0]->len] = '\0';
+		if (e->element[1]->type == REDIS_REPLY_ARRAY)
+			deliver_entry(last_id, e->element[1]);
 	}
-	read_delivery();
 }
 
-static void read_delivery(void)
-{
-	if (reading || blk.state != RC_UP || !*last_id)
-		return;
-	char count[16], block[16];
-	snprintf(count, sizeof(count), "%d", READ_COUNT);
-	snprintf(block, sizeof(block), "%d", BLOCK_MS);
-	const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", dlv_key, last_id};
-	size_t lens[8];
-	for (int i = 0; i < 8; i++)
-		lens[i] = strlen(argv[i]);
-	if (send_argv(&blk, on_xread, NULL, 8, argv, lens) == 0)
-		reading = 1;
-}
+static void dlv_pump(void);
 
-/* The first XADD of a life gives the stream's current id from Redis's own
- * clock: reading from there misses nothing sent after we came up and
- * replays nothing meant for a previous life of this gateway id. */
-static void on_hello(redisAsyncContext *ac, void *reply, void *priv)
+static void on_xread(redis_conn *rc, const redisReply *r, void *arg)
 {
-	redisReply *r = reply;
-	count_reply(ac, reply, NULL);
-	if (r && r->type == REDIS_REPLY_STRING && !*last_id)
-		snprintf(last_id, sizeof(last_id), "%s", r->str);
-	read_delivery();
-}
-
-static void blk_up(void)
-{
-	if (*last_id) {
-		read_delivery();
+	dlv_step = DLV_IDLE;
+	if (!r)
+		return; /* the connection failed; its next on_up starts over */
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* Not retried at once: an error that repeats (a key of the wrong
+		 * type) would spin. The tick retries. */
+		log_warn("redis delivery read of %s: %s", dlv_key.s, r->str ? r->str : "error");
 		return;
 	}
-	const char *argv[] = {"XADD", dlv_key, "MAXLEN", "~", "100000", "*", "op", "hello"};
-	size_t lens[8];
-	for (int i = 0; i < 8; i++)
-		lens[i] = strlen(argv[i]);
-	send_argv(&blk, on_hello, NULL, 8, argv, lens);
+	if (r->type == REDIS_REPLY_ARRAY)
+		deliver_batch(r);
+	dlv_pump();
 }
 
-/* ---- liveness and housekeeping ---- */
+static void send_xread(void)
+{
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "XREAD");
+	redis_arg_str(&a, "COUNT");
+	redis_arg_u64(&a, READ_COUNT);
+	redis_arg_str(&a, "BLOCK");
+	redis_arg_u64(&a, BLOCK_MS);
+	redis_arg_str(&a, "STREAMS");
+	arg_key(&a, &dlv_key);
+	redis_arg_str(&a, last_id);
+	if (redis_send(dlv, on_xread, NULL, &a) == 0)
+		dlv_step = DLV_READING;
+}
+
+/* Parses a stream id "ms-seq"; a missing part is 0. */
+static void parse_id(const char *s, unsigned long long *ms, unsigned long long *sq)
+{
+	char *end;
+	*ms = strtoull(s, &end, 10);
+	*sq = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+}
+
+static int id_after(const char *a, const char *b)
+{
+	unsigned long long am, as, bm, bs;
+	parse_id(a, &am, &as);
+	parse_id(b, &bm, &bs);
+	return am > bm || (am == bm && as > bs);
+}
+
+/*
+ * The hello's id comes from Redis's clock. A first hello is where this
+ * process starts reading: nothing sent after it came up is missed, nothing
+ * meant for a previous life of this gateway id is replayed. A later hello,
+ * after a reconnect, is past our position when the stream still holds it
+ * (Redis was frozen or unreachable, or restarted from its AOF, or restarted
+ * empty with the same clock): reading on from our position then delivers
+ * what was written while we were away. A hello at or before our position
+ * means the stream was lost and its ids restarted behind us; reading from
+ * our position would skip everything up to it, so we start at the hello.
+ */
+static void on_hello(redis_conn *rc, const redisReply *r, void *arg)
+{
+	dlv_step = DLV_IDLE;
+	if (!r)
+		return;
+	if (r->type != REDIS_REPLY_STRING || r->len >= sizeof(last_id)) {
+		log_warn("redis delivery: hello XADD to %s failed: %s", dlv_key.s,
+		         r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply");
+		return; /* retried by the tick */
+	}
+	hello_due = 0;
+	if (!*last_id || !id_after(r->str, last_id)) {
+		if (*last_id)
+			log_warn("redis delivery stream %s restarted behind position %s: reading "
+			         "from %s",
+			         dlv_key.s, last_id, r->str);
+		memcpy(last_id, r->str, r->len);
+		last_id[r->len] = '\0';
+	}
+	dlv_pump();
+}
+
+static void send_hello(void)
+{
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "XADD");
+	arg_key(&a, &dlv_key);
+	redis_arg_str(&a, "MAXLEN");
+	redis_arg_str(&a, "~");
+	redis_arg_u64(&a, DLV_MAXLEN);
+	redis_arg_str(&a, "*");
+	redis_arg_str(&a, "op");
+	redis_arg_str(&a, "hello");
+	if (redis_send(dlv, on_hello, NULL, &a) == 0)
+		dlv_step = DLV_HELLO;
+}
+
+/* Sends the delivery connection's next command, if it has none in flight:
+ * the hello once per connection, then one XREAD after another. */
+static void dlv_pump(void)
+{
+	if (dlv_step != DLV_IDLE || !dlv || !redis_conn_up(dlv))
+		return;
+	if (hello_due)
+		send_hello();
+	else if (*last_id)
+		send_xread();
+}
+
+/* ---- liveness, housekeeping, connection events ---- */
 
 static void publish_alive(void)
 {
-	char ttl[16], now[24], gk[600];
-	snprintf(ttl, sizeof(ttl), "%d", ALIVE_TTL_S);
-	snprintf(now, sizeof(now), "%llu", (unsigned long long)clock_wall_ms());
-	const char *a1[] = {"SET", alive_key, now, "EX", ttl};
-	size_t l1[5];
-	for (int i = 0; i < 5; i++)
-		l1[i] = strlen(a1[i]);
-	send_argv(&cmd, NULL, NULL, 5, a1, l1);
-	snprintf(gk, sizeof(gk), "%s:gateways", gw.cfg.redis_prefix);
-	const char *a2[] = {"ZADD", gk, now, gw.cfg.gateway_id};
-	size_t l2[4];
-	for (int i = 0; i < 4; i++)
-		l2[i] = strlen(a2[i]);
-	send_argv(&cmd, NULL, NULL, 4, a2, l2);
-	char dttl[16];
-	snprintf(dttl, sizeof(dttl), "%d", DLV_TTL_S);
-	const char *a3[] = {"EXPIRE", dlv_key, dttl};
-	size_t l3[3] = {6, strlen(dlv_key), strlen(dttl)};
-	send_argv(&cmd, NULL, NULL, 3, a3, l3);
+	uint64_t now = clock_wall_ms();
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "SET");
+	arg_key(&a, &alive_key);
+	redis_arg_u64(&a, now);
+	redis_arg_str(&a, "EX");
+	redis_arg_u64(&a, ALIVE_TTL_S);
+	send_write(&a);
+	redis_argv_init(&a);
+	redis_arg_str(&a, "ZADD");
+	arg_key(&a, &gateways_key);
+	redis_arg_u64(&a, now);
+	redis_arg_str(&a, gw.cfg.gateway_id);
+	send_write(&a);
+	send_expire(&dlv_key, DLV_TTL_S);
 	if (*last_id) {
 		/* Entries up to the last one read are done with. */
-		const char *a4[] = {"XTRIM", dlv_key, "MINID", "~", last_id};
-		size_t l4[5];
-		for (int i = 0; i < 5; i++)
-			l4[i] = strlen(a4[i]);
-		send_argv(&cmd, NULL, NULL, 5, a4, l4);
+		redis_argv_init(&a);
+		redis_arg_str(&a, "XTRIM");
+		arg_key(&a, &dlv_key);
+		redis_arg_str(&a, "MINID");
+		redis_arg_str(&a, "~");
+		redis_arg_str(&a, last_id);
+		send_write(&a);
 	}
 	last_alive_ms = gw_now();
 }
 
-/* A restarted gateway with the same id: remove the registrations its
- * previous life left (listed in its :rooms set), then publish the current
- * ones. */
-static void on_old_rooms(redisAsyncContext *ac, void *reply, void *priv)
+/* A restarted gateway with the same id, or one whose removals were lost
+ * while Redis was away: drop the registrations its :rooms set lists that
+ * are not local rooms any more. */
+static void on_old_rooms(redis_conn *rc, const redisReply *r, void *arg)
 {
-	redisReply *r = reply;
-	count_reply(ac, reply, NULL);
-	if (r && r->type == REDIS_REPLY_ARRAY) {
-		for (size_t i = 0; i < r->elements; i++) {
-			const redisReply *e = r->element[i];
-			if (e->type != REDIS_REPLY_STRING || rooms_get(slice_make(e->str, e->len)))
-				continue;
-			char k[600];
-			snprintf(k, sizeof(k), "%s:room:%.*s", gw.cfg.redis_prefix, (int)e->len,
-			         e->str);
-			const char *argv[] = {"HDEL", k, gw.cfg.gateway_id};
-			size_t lens[3] = {4, strlen(k), strlen(gw.cfg.gateway_id)};
-			send_argv(&cmd, NULL, NULL, 3, argv, lens);
-			char gk[600];
-			snprintf(gk, sizeof(gk), "%s:gw:%s:rooms", gw.cfg.redis_prefix,
-			         gw.cfg.gateway_id);
-			const char *a2[] = {"SREM", gk, e->str};
-			size_t l2[3] = {4, strlen(gk), e->len};
-			send_argv(&cmd, NULL, NULL, 3, a2, l2);
-		}
+	if (!r || r->type != REDIS_REPLY_ARRAY)
+		return;
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+		if (e->type != REDIS_REPLY_STRING)
+			continue;
+		slice name = slice_make(e->str, e->len);
+		if (!rooms_get(name))
+			unregister_room(name);
 	}
 }
 
-static void cmd_up(void)
+/* Whatever changed while Redis was away is published again. */
+static void on_command_up(redis_conn *rc, void *arg)
 {
-	char gk[600];
-	snprintf(gk, sizeof(gk), "%s:gw:%s:rooms", gw.cfg.redis_prefix, gw.cfg.gateway_id);
-	const char *argv[] = {"SMEMBERS", gk};
-	size_t lens[2] = {8, strlen(gk)};
-	send_argv(&cmd, on_old_rooms, NULL, 2, argv, lens);
+	log_info("redis command connection up");
+	if (stopping)
+		return;
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "SMEMBERS");
+	arg_key(&a, &rooms_key);
+	redis_send(cmd, on_old_rooms, NULL, &a);
 	publish_alive();
-	/* Whatever changed while Redis was away is published again. */
 	sio_each_authed(bus_session_add);
 	map_entry *e;
 	for (size_t i = 0; (e = map_next(&gw.rooms, &i)) != NULL;)
-		republish_room(e->value);
+		bus_room_changed(e->value);
 }
 
-static void check(rconn *r, uint64_t now)
+static void on_delivery_up(redis_conn *rc, void *arg)
 {
-	if (r->state == RC_DOWN && now >= r->retry_at_ms) {
-		rconn_start(r);
-	} else if (r->state == RC_UP && r->outstanding && now - r->last_reply_ms > r->timeout_ms) {
-		log_warn("redis %s connection: no reply for %llu ms, reconnecting", r->name,
-		         (unsigned long long)(now - r->last_reply_ms));
-		redisAsyncContext *ac = r->ac;
-		conn_down(r, "command timeout");
-		redisAsyncDisconnect(ac);
-	}
+	log_info("redis delivery connection up");
+	hello_due = 1;
+	dlv_pump();
+}
+
+static void on_down(redis_conn *rc, const char *err, void *arg)
+{
+	log_warn("redis %s connection down: %s", (const char *)arg, err ? err : "closed");
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	gw_now_update();
-	uint64_t now = gw_now();
-	check(&cmd, now);
-	check(&blk, now);
-	if (cmd.state == RC_UP && now - last_alive_ms >= ALIVE_EVERY_MS)
+	if (bus_ready() && gw_now() - last_alive_ms >= ALIVE_EVERY_MS)
 		publish_alive();
+	dlv_pump();
+	report_write_errors();
 }
 
 int bus_init(void)
 {
-	if (parse_url(gw.cfg.redis_url) < 0)
+	slice id = slice_cstr(gw.cfg.gateway_id);
+	if (key(&dlv_key, "gw:", id, ":dlv") < 0 || key(&alive_key, "gw:", id, ":alive") < 0 ||
+	    key(&rooms_key, "gw:", id, ":rooms") < 0 ||
+	    key(&gateways_key, "gateways", SLICE_NULL, "") < 0) {
+		log_error("redis prefix '%s' and gateway id '%s' make keys longer than %d bytes",
+		          gw.cfg.redis_prefix, gw.cfg.gateway_id, KEY_MAX - 1);
 		return -1;
+	}
 	boot_ms = clock_wall_ms();
-	snprintf(dlv_key, sizeof(dlv_key), "%s:gw:%s:dlv", gw.cfg.redis_prefix, gw.cfg.gateway_id);
-	snprintf(alive_key, sizeof(alive_key), "%s:gw:%s:alive", gw.cfg.redis_prefix,
-	         gw.cfg.gateway_id);
-	cmd.on_up = cmd_up;
-	blk.on_up = blk_up;
+	redis_conn_opts co = {.url = gw.cfg.redis_url,
+	                      .name = "command",
+	                      .timeout_ms = CMD_TIMEOUT_MS,
+	                      .on_up = on_command_up,
+	                      .on_down = on_down,
+	                      .arg = "command"};
+	redis_conn_opts dopts = {.url = gw.cfg.redis_url,
+	                         .name = "delivery",
+	                         .timeout_ms = BLOCK_MS + CMD_TIMEOUT_MS,
+	                         .on_up = on_delivery_up,
+	                         .on_down = on_down,
+	                         .arg = "delivery"};
+	cmd = redis_conn_create(gw.base, &co);
+	dlv = cmd ? redis_conn_create(gw.base, &dopts) : NULL;
+	tick_ev = dlv ? event_new(gw.base, -1, EV_PERSIST, on_tick, NULL) : NULL;
+	if (!tick_ev) {
+		redis_conn_destroy(dlv);
+		redis_conn_destroy(cmd);
+		dlv = cmd = NULL;
+		return -1;
+	}
 	rooms_changed = bus_room_changed;
-	tick_ev = event_new(gw.base, -1, EV_PERSIST, on_tick, NULL);
-	struct timeval tv = {0, 100000};
+	struct timeval tv = {TICK_MS / 1000, (suseconds_t)(TICK_MS % 1000) * 1000};
 	event_add(tick_ev, &tv);
-	rconn_start(&cmd);
-	rconn_start(&blk);
 	return 0;
 }
 
+/* The command connection stays open: the sessions closing during the
+ * drain still remove their keys and registrations through it. */
 void bus_shutdown(void)
 {
-	char gk[600];
-	if (cmd.state == RC_UP) {
-		const char *argv[] = {"DEL", alive_key};
-		size_t lens[2] = {3, strlen(alive_key)};
-		send_argv(&cmd, NULL, NULL, 2, argv, lens);
-		snprintf(gk, sizeof(gk), "%s:gateways", gw.cfg.redis_prefix);
-		const char *a2[] = {"ZREM", gk, gw.cfg.gateway_id};
-		size_t l2[3] = {4, strlen(gk), strlen(gw.cfg.gateway_id)};
-		send_argv(&cmd, NULL, NULL, 3, a2, l2);
-	}
+	stopping = 1;
 	if (tick_ev)
 		event_del(tick_ev);
+	redis_conn_destroy(dlv);
+	dlv = NULL;
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "DEL");
+	arg_key(&a, &alive_key);
+	send_write(&a);
+	redis_argv_init(&a);
+	redis_arg_str(&a, "ZREM");
+	arg_key(&a, &gateways_key);
+	redis_arg_str(&a, gw.cfg.gateway_id);
+	send_write(&a);
 }
 
 int bus_flush_pending(void)
 {
-	return (int)cmd.outstanding;
+	return cmd ? (int)redis_conn_pending(cmd) : 0;
 }

@@ -3,11 +3,14 @@
  * sessions, the room registry, ingress entries for client events, token
  * revocation look-ups, and the delivery stream this gateway reads.
  *
- * Every write is pipelined on one connection and never waited for on the
- * request path; the delivery stream is read on a second connection with a
- * blocking XREAD. When Redis is away, writes are dropped with a counted
- * error (sessions and registrations are re-published when it returns) and
- * /readyz reports 503.
+ * Every write is pipelined on one connection (common/redis.h) and never
+ * waited for on the request path; the delivery stream is read on a second
+ * connection with a blocking XREAD. A connection whose reply is overdue
+ * (Redis frozen) is torn down, failing what it had queued, and rebuilt
+ * with backoff. When Redis is away, or too many commands already wait for
+ * its replies, writes are dropped with a counted error (liveness, sessions
+ * and registrations are re-published when the command connection comes
+ * back) and /readyz reports 503.
  */
 #ifndef TIDINGS_BUS_H
 #define TIDINGS_BUS_H
@@ -21,13 +24,16 @@ typedef struct sio_sock sio_sock;
 typedef struct room room;
 
 /* Connects both Redis connections (asynchronously, with reconnect) and
- * starts the liveness and delivery loops. Returns -1 on a bad URL. */
+ * starts the liveness and delivery loops. Returns -1 on a bad URL (or a
+ * prefix and gateway id too long for a key, logged). */
 int bus_init(void);
 
-/* Stops reading, removes this gateway's registrations and closes. */
+/* Stops reading (closes the delivery connection) and liveness, and
+ * removes this gateway's liveness keys. The command connection stays open
+ * for the removals of the sessions and rooms closed during the drain. */
 void bus_shutdown(void);
 
-/* 1 when the command connection is up. */
+/* 1 when the command connection is up (its handshake answered). */
 int bus_ready(void);
 
 /* Session of an authenticated socket: written at connect, refreshed by the
@@ -48,17 +54,19 @@ int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, in
 /* A producer's emit (docs/redis.md): appends `fields` (name, value pairs,
  * nfields names) to the ingress shard of shard_key with XADD and calls
  * cb(arg, err) once Redis has answered: err NULL when the entry is durably
- * queued, else why not. Returns -1 (cb not called) when Redis is away. */
+ * queued, else why not. Returns -1 (cb not called) when Redis is away or
+ * too many commands wait for its replies. */
 typedef void bus_emit_cb(void *arg, const char *err);
 int bus_emit(const slice *fields, int nfields, slice shard_key, bus_emit_cb *cb, void *arg);
 
 /* Checks Open WebUI's revocation keys for a verified token, then calls
- * cb(arg, ok) exactly once: ok = 1 accepted, 0 revoked or not checkable
- * (Redis away: fail closed). */
+ * cb(arg, ok, why) exactly once: ok = 1 accepted, 0 revoked or not
+ * checkable (Redis away, a look-up failed or timed out: fail closed). When
+ * Redis is away cb runs before this returns. */
 typedef void bus_auth_cb(void *arg, int ok, const char *why);
 void bus_check_revoked(const jwt_claims *cl, bus_auth_cb *cb, void *arg);
 
-/* Commands sent and not yet answered (used when draining). */
+/* Commands sent on the command connection and not yet answered. */
 int bus_flush_pending(void);
 
 /* Computes the ingress shard of a key as documented: FNV-1a 32 % shards. */

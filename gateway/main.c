@@ -22,6 +22,7 @@
 #include "bus.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/redis.h"
 #include "conformance.h"
 #include "eio_sock.h"
 #include "gw.h"
@@ -406,7 +407,9 @@ int main(int argc, char **argv)
 	map_init(&gw.ip_counts);
 	conn_freed_hook = ip_release;
 	if (bus_init() < 0) {
-		fprintf(stderr, "tidings-gateway: bad Redis URL '%s'\n", gw.cfg.redis_url);
+		char red[512];
+		fprintf(stderr, "tidings-gateway: bad Redis URL '%s' or key prefix too long\n",
+		        redis_url_redacted(gw.cfg.redis_url, red, sizeof(red)));
 		return 2;
 	}
 	if (listen_on(&pub, gw.cfg.listen, public_route, "listen") < 0 ||
@@ -416,9 +419,10 @@ int main(int argc, char **argv)
 	struct event *sigint = evsignal_new(gw.base, SIGINT, on_term, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	char redbuf[512];
 	log_info("gateway %s listening on %s (internal %s), path %s, redis %s:%s",
 	         gw.cfg.gateway_id, gw.cfg.listen, gw.cfg.admin_listen, gw.cfg.path,
-	         gw.cfg.redis_url, gw.cfg.redis_prefix);
+	         redis_url_redacted(gw.cfg.redis_url, redbuf, sizeof(redbuf)), gw.cfg.redis_prefix);
 	event_base_dispatch(gw.base);
 	log_info("gateway %s stopped", gw.cfg.gateway_id);
 	return 0;

@@ -106,7 +106,9 @@ int main(int argc, char **argv)
 	                      redis_up,         redis_down, "read"};
 	wk.blk = redis_conn_create(wk.base, &bo);
 	if (!wk.rc || !wk.blk) {
-		fprintf(stderr, "tidings-worker: bad Redis URL '%s'\n", wk.cfg.redis_url);
+		char red[512];
+		fprintf(stderr, "tidings-worker: bad Redis URL '%s'\n",
+		        redis_url_redacted(wk.cfg.redis_url, red, sizeof(red)));
 		return 2;
 	}
 	pg_conn_opts po = {wk.cfg.database_url, "database", 0, 30000, pg_up, pg_down, NULL};
@@ -118,8 +120,10 @@ int main(int argc, char **argv)
 	struct event *sigint = evsignal_new(wk.base, SIGINT, on_term, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	char redbuf[512];
 	log_info("worker %s: %lld shards, lease %lld ms, redis %s", wk.cfg.worker_id,
-	         (long long)wk.cfg.shards, (long long)wk.cfg.lease_ms, wk.cfg.redis_url);
+	         (long long)wk.cfg.shards, (long long)wk.cfg.lease_ms,
+	         redis_url_redacted(wk.cfg.redis_url, redbuf, sizeof(redbuf)));
 	event_base_dispatch(wk.base);
 	log_info("worker %s stopped (%llu entries, %llu batches, %llu failed attempts)",
 	         wk.cfg.worker_id, (unsigned long long)wk.m.entries,
