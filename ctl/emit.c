@@ -44,7 +44,7 @@ int ctl_emit(int argc, char **argv)
 {
 	const char *to_type = NULL, *to = NULL, *event = "events", *data = "null", *id = NULL;
 	int update_db = 0;
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc && argv[i]; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if ((!strcmp(a, "--user") || !strcmp(a, "--room") || !strcmp(a, "--sid")) && v) {
@@ -84,8 +84,9 @@ int ctl_emit(int argc, char **argv)
 	snprintf(stream, sizeof(stream), "%s:ingress:%u", prefix,
 	         shard_of(slice_cstr(key), shards > 0 ? (uint32_t)shards : 16));
 	if (!id) {
-		memcpy(eid, "emit-", 5);
-		rand_id(eid + 5, 22);
+		char rnd[23];
+		rand_id(rnd, 22);
+		snprintf(eid, sizeof(eid), "emit-%s", rnd);
 		id = eid;
 	}
 	const char *url = env_or("TIDINGS_REDIS_URL", "REDIS_URL", "redis://127.0.0.1:6379/0");

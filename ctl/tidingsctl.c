@@ -26,18 +26,21 @@
 
 static int usage(FILE *out)
 {
-	fprintf(out,
-	        "usage: tidingsctl token --user ID [--exp SECONDS | --no-exp]\n"
-	        "       tidingsctl checkconfig [--option=value ...]\n"
-	        "       tidingsctl migrate [--status]\n"
-	        "       tidingsctl emit (--user ID | --room NAME | --sid SID) [--event E] [--data JSON]\n"
-	        "                       [--update-db] [--id KEY]\n"
-	        "\n"
-	        "token        mint a JWT signed with WEBUI_SECRET_KEY (claims id, exp, jti, iat);\n"
-	        "             --exp defaults to 4 weeks, as Open WebUI's JWT_EXPIRES_IN\n"
-	        "checkconfig  print the gateway's effective configuration, secrets masked\n"
-	        "migrate      apply the PostgreSQL migrations to DATABASE_URL (--status: list them)\n"
-	        "emit         put an event for a user, room or socket on the ingress stream (REDIS_URL)\n");
+	fprintf(
+	    out,
+	    "usage: tidingsctl token --user ID [--exp SECONDS | --no-exp]\n"
+	    "       tidingsctl checkconfig [--option=value ...]\n"
+	    "       tidingsctl migrate [--status]\n"
+	    "       tidingsctl emit (--user ID | --room NAME | --sid SID) [--event E] [--data "
+	    "JSON]\n"
+	    "                       [--update-db] [--id KEY]\n"
+	    "\n"
+	    "token        mint a JWT signed with WEBUI_SECRET_KEY (claims id, exp, jti, iat);\n"
+	    "             --exp defaults to 4 weeks, as Open WebUI's JWT_EXPIRES_IN\n"
+	    "checkconfig  print the gateway's effective configuration, secrets masked\n"
+	    "migrate      apply the PostgreSQL migrations to DATABASE_URL (--status: list them)\n"
+	    "emit         put an event for a user, room or socket on the ingress stream "
+	    "(REDIS_URL)\n");
 	return out == stdout ? 0 : 2;
 }
 

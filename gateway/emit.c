@@ -122,8 +122,9 @@ void emit_route(conn *c, const http_request *req, slice body)
 		snprintf(r->id, sizeof(r->id), "%s", id->valuestring);
 	} else {
 		/* An id of our own makes retries of this entry idempotent too. */
-		memcpy(r->id, "emit-", 5);
-		rand_id(r->id + 5, 22);
+		char rnd[23];
+		rand_id(rnd, 22);
+		snprintf(r->id, sizeof(r->id), "emit-%s", rnd);
 	}
 	char *djson = data ? cJSON_PrintUnformatted(data) : strdup("null");
 	/* Events about one chat keep their order: they share its shard. */
