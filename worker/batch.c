@@ -480,6 +480,55 @@ static void h_emit(batch *b, int i, pg_batch *pb)
 	persist_emit(b, i, pb);
 }
 
+/* usage: which sockets are using a model right now. Open WebUI kept a JSON
+ * blob per model, read-modified-written by every socket (catalogue 9 #10);
+ * here it is one sorted set per model, sid scored by the time of its last
+ * ping: ZADD is atomic, readers count members newer than 3 s, and the key
+ * expires when nobody pings. A disconnect needs no cleanup: its member
+ * simply ages out. */
+static int valid_model(const char *m)
+{
+	size_t n = strlen(m);
+	if (n == 0 || n > 200)
+		return 0;
+	for (; *m; m++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/@+-",
+		            *m))
+			return 0;
+	return 1;
+}
+
+static void h_usage(batch *b, int i)
+{
+	wk_entry *e = &b->e[i];
+	const char *model = arg_str(e, "model");
+	if (!model || !valid_model(model) || !e->sid) {
+		log_debug("user=%s usage without a valid model: dropped", e->user);
+		return;
+	}
+	char key[300];
+	snprintf(key, sizeof(key), "%s:usage:%s", wk.cfg.redis_prefix, model);
+	uint64_t now = (uint64_t)time(NULL) * 1000;
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "ZADD");
+	redis_arg_str(&a, key);
+	redis_arg_u64(&a, now);
+	redis_arg_str(&a, e->sid);
+	redis_send(wk.rc, NULL, NULL, &a);
+	redis_argv_init(&a);
+	redis_arg_str(&a, "ZREMRANGEBYSCORE");
+	redis_arg_str(&a, key);
+	redis_arg_str(&a, "-inf");
+	redis_arg_u64(&a, now - 3000);
+	redis_send(wk.rc, NULL, NULL, &a);
+	redis_argv_init(&a);
+	redis_arg_str(&a, "PEXPIRE");
+	redis_arg_str(&a, key);
+	redis_arg_str(&a, "10000");
+	redis_send(wk.rc, NULL, NULL, &a);
+}
+
 static void dispatch(batch *b, int i, pg_batch *pb)
 {
 	wk_entry *e = &b->e[i];
@@ -499,6 +548,8 @@ static void dispatch(batch *b, int i, pg_batch *pb)
 		h_events_chat(b, i, pb);
 	else if (strcmp(e->event, "join-note") == 0)
 		h_join_note(b, i, pb);
+	else if (strcmp(e->event, "usage") == 0)
+		h_usage(b, i);
 	else
 		log_debug("event '%s' has no handler: dropped", e->event);
 }

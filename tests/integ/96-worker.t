@@ -120,6 +120,15 @@ check "the owner joins note:n1" wait_until 5 bash -c "[ \"\$(timeout 5 redis-cli
 sleep 0.5
 is "$(room note:n1 gw2)" "" "a user without a grant does not (note_ spelling canonicalised)"
 
+# ---- usage: the model's pool in Redis, with expiry
+emit a usage '{"action":"chat","model":"llama3:8b","chat_id":"chat1"}'
+check "usage puts the socket in the model's pool" wait_until 5 bash -c "[ \"\$(timeout 5 redis-cli -p $REDIS_PORT ZSCORE $P:usage:llama3:8b $(client_sid a))\" != '' ]"
+ttl=$(rcli PTTL "$P:usage:llama3:8b")
+like "$ttl" '^[0-9]{3,5}$' "the pool expires when nobody pings ($ttl ms left)"
+emit a usage '{"action":"chat","model":"bad model*"}'
+sleep 0.5
+is "$(rcli --scan --pattern "$P:usage:bad*" | wc -l)" 0 "a model id unfit for a key is dropped"
+
 # ---- producer emits
 post() { curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" --data "$1" "$(admin_url gw1)/api/v1/emit"; }
 is "$(post '{"event":"events","to":{"room":"channel:cstd"},"data":{"n":"room"}}')" 202 "emit to a room accepted"
