@@ -113,6 +113,7 @@ int main(int argc, char **argv)
 	}
 	pg_conn_opts po = {wk.cfg.database_url, "database", 0, 30000, pg_up, pg_down, NULL};
 	wk.pg = pg_conn_create(wk.base, &po);
+	admin_start();
 	struct event *tick = event_new(wk.base, -1, EV_PERSIST, on_tick, NULL);
 	struct timeval tv = {0, 100000};
 	event_add(tick, &tv);

@@ -50,6 +50,9 @@ extern wk_state wk;
 
 uint64_t wk_now(void);
 
+/* admin.c */
+void admin_start(void);
+
 /* shards.c */
 void shards_init(void);
 void shards_tick(void);

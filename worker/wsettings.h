@@ -13,6 +13,7 @@ typedef struct wsettings {
 	char *redis_url;
 	char *redis_prefix;
 	char *worker_id;
+	char *admin_listen; /* /healthz, /readyz, /metrics; empty: off */
 	char *log_level, *log_format;
 	int64_t shards;
 	int64_t lease_ms;

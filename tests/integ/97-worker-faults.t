@@ -66,15 +66,33 @@ check "all 30 read-marker effects are recorded once each" wait_until 10 bash -c 
 like "$cpu" '^[0-3]$' "the worker did not spin while Postgres was paused (cpu ${cpu}s)"
 
 # ---- kill -9 with a backlog: nothing lost, nothing applied twice
-for i in $(seq 100 399); do readmark "$i"; done
-sleep 0.2
+# Written in one pipeline so the backlog is there at once; w1 dies while
+# working through it.
+for i in $(seq 1000 3999); do
+	printf 'XADD %s:ingress:%s * v 1 id r-%d kind event gw gw1 sid %s user u1 nsp / event events:channel data "[{\\"channel_id\\":\\"c1\\",\\"data\\":{\\"type\\":\\"last_read_at\\"}}]"\n' "$P" "$shard" "$i" "$SA"
+done | timeout 20 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" >/dev/null
+sleep 0.05
 kill -KILL "$WPID_w1"
-worker_start w2
+before_kill=$(psql_q "SELECT count(*) FROM tidings_event WHERE id LIKE 'r-%'" owui)
+diag "w1 had applied $((before_kill - 30)) of 3000 backlog entries when it was killed"
+WADM=$(free_port)
+worker_start w2 TIDINGS_WORKER_ADMIN_LISTEN=127.0.0.1:$WADM
 check "w2 takes over and applies the whole backlog" wait_until 30 bash -c \
-	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(*) FROM tidings_event WHERE id LIKE 'r-%'\")\" = 330 ]"
+	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(*) FROM tidings_event WHERE id LIKE 'r-%'\")\" = 3030 ]"
 is "$(psql_q "SELECT count(*) - count(DISTINCT id) FROM tidings_event" owui)" 0 "no event applied twice"
 check "nothing left pending in the group" wait_until 10 bash -c \
 	"[ \"\$(timeout 5 redis-cli -p $REDIS_PORT XPENDING $P:ingress:$shard workers | head -1)\" = 0 ]"
+
+# ---- readiness follows the database
+check "w2 owns every shard once w1's leases expire" wait_until 10 bash -c \
+	"curl -s http://127.0.0.1:$WADM/metrics | grep -q 'tidings_worker_shards_owned 16'"
+like "$(curl -s "http://127.0.0.1:$WADM/metrics")" 'tidings_worker_entries_total [1-9]' "w2 applied entries itself"
+is "$(curl -s "http://127.0.0.1:$WADM/readyz")" ready "worker /readyz: ready"
+stop_pg
+check "worker /readyz turns 503 when Postgres goes away" wait_until 10 bash -c \
+	"[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$WADM/readyz)\" = 503 ]"
+like "$(curl -s "http://127.0.0.1:$WADM/readyz")" 'database unavailable' "and says why"
+alive "$WPID_w2" && pass "the worker waits instead of exiting" || fail "the worker waits instead of exiting"
 
 client_stop a
 stop_pid "$WPID_w2" 10
