@@ -9,15 +9,8 @@
 . "$(dirname "$0")/pg.sh"
 watchdog 120
 
-WORKER=${TIDINGS_WORKER_BIN:-$TOP/build/asan/tidings-worker}
-[ -x "$WORKER" ] || bail "worker binary $WORKER exists" "make build/asan/tidings-worker"
-require_gateway
-require_pg
-start_redis || bail "redis starts"
-start_pg || bail "postgres starts"
-pg_createdb owui
-DB=$(pg_url owui)
-DATABASE_URL=$DB timeout 30 "$TOP/build/tidingsctl" migrate >"$TMP/migrate.out" 2>&1 || bail "migrations apply" "$(cat "$TMP/migrate.out")"
+. "$(dirname "$0")/worker.sh"
+start_db_stack
 KEY=k$RANDOM
 start_gateway gw1 TIDINGS_API_KEY=$KEY || bail "gateway gw1 starts"
 start_gateway gw2 || bail "gateway gw2 starts"
@@ -43,19 +36,6 @@ INSERT INTO chat (id, user_id, title, chat, created_at, updated_at) VALUES
 INSERT INTO note (id, user_id, title, data, created_at, updated_at) VALUES ('n1','u1','note','{}',1,1);
 " >/dev/null || bail "seed data inserted"
 
-worker_start() {
-	local name=$1 pid
-	shift
-	(
-		close_client_fds
-		exec env -i PATH="$PATH" DATABASE_URL="$DB" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
-			TIDINGS_WORKER_ID="$name" TIDINGS_LOG_FORMAT=text \
-			ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "$@" "$WORKER" >>"$TMP/$name.log" 2>&1
-	) &
-	pid=$!
-	track_pid "$pid"
-	eval "WPID_$name=$pid"
-}
 leases_of() { for i in $(seq 0 15); do rcli GET "$P:lease:$i"; done | grep -c "^$1\$"; }
 worker_start w1 TIDINGS_LEASE_MS=2000 TIDINGS_HEARTBEAT_COALESCE_MS=0 TIDINGS_READ_COALESCE_MS=0
 check "worker w1 takes all 16 shards" wait_until 10 bash -c "[ \$(for i in \$(seq 0 15); do timeout 5 redis-cli -p $REDIS_PORT GET $P:lease:\$i; done | grep -c '^w1\$') = 16 ]"

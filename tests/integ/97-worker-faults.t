@@ -7,36 +7,15 @@
 . "$(dirname "$0")/pg.sh"
 watchdog 120
 
-WORKER=${TIDINGS_WORKER_BIN:-$TOP/build/asan/tidings-worker}
-[ -x "$WORKER" ] || bail "worker binary $WORKER exists"
-require_gateway
-require_pg
-start_redis || bail "redis starts"
-start_pg || bail "postgres starts"
-pg_createdb owui
-DB=$(pg_url owui)
-DATABASE_URL=$DB timeout 30 "$TOP/build/tidingsctl" migrate >/dev/null 2>&1 || bail "migrations apply"
+. "$(dirname "$0")/worker.sh"
+start_db_stack
 start_gateway gw1 || bail "gateway starts"
 P=$PREFIX
 psql_q "INSERT INTO \"user\" (id, name, email, role) VALUES ('u1','Alice','a@x','user');
 INSERT INTO channel (id, user_id, name) VALUES ('c1','u1','general');
 INSERT INTO channel_member (id, channel_id, user_id, is_active) VALUES ('m1','c1','u1',true);" owui >/dev/null
 
-worker_start() {
-	local name=$1 pid
-	shift
-	(
-		close_client_fds
-		exec env -i PATH="$PATH" DATABASE_URL="$DB" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
-			TIDINGS_WORKER_ID="$name" TIDINGS_LOG_FORMAT=text TIDINGS_LEASE_MS=2000 \
-			TIDINGS_READ_COALESCE_MS=0 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-			"$@" "$WORKER" >>"$TMP/$name.log" 2>&1
-	) &
-	pid=$!
-	track_pid "$pid"
-	eval "WPID_$name=$pid"
-}
-worker_start w1
+worker_start w1 TIDINGS_LEASE_MS=2000 TIDINGS_READ_COALESCE_MS=0
 
 node_client a sio-client.js --url "$(gw_url gw1)" --token "$(token u1)"
 client_wait a '"t":"connect"' 1 10 || bail "client connects"
@@ -76,7 +55,7 @@ kill -KILL "$WPID_w1"
 before_kill=$(psql_q "SELECT count(*) FROM tidings_event WHERE id LIKE 'r-%'" owui)
 diag "w1 had applied $((before_kill - 30)) of 3000 backlog entries when it was killed"
 WADM=$(free_port)
-worker_start w2 TIDINGS_WORKER_ADMIN_LISTEN=127.0.0.1:$WADM
+worker_start w2 TIDINGS_LEASE_MS=2000 TIDINGS_READ_COALESCE_MS=0 TIDINGS_WORKER_ADMIN_LISTEN=127.0.0.1:$WADM
 check "w2 takes over and applies the whole backlog" wait_until 30 bash -c \
 	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(*) FROM tidings_event WHERE id LIKE 'r-%'\")\" = 3030 ]"
 is "$(psql_q "SELECT count(*) - count(DISTINCT id) FROM tidings_event" owui)" 0 "no event applied twice"

@@ -8,29 +8,16 @@
 . "$(dirname "$0")/pg.sh"
 watchdog 120
 
-WORKER=${TIDINGS_WORKER_BIN:-$TOP/build/asan/tidings-worker}
-[ -x "$WORKER" ] || bail "worker binary $WORKER exists"
-require_gateway
-require_pg
-start_redis || bail "redis starts"
-start_pg || bail "postgres starts"
-pg_createdb owui
-DB=$(pg_url owui)
-DATABASE_URL=$DB timeout 30 "$TOP/build/tidingsctl" migrate >/dev/null 2>&1 || bail "migrations apply"
+. "$(dirname "$0")/worker.sh"
+start_db_stack
 KEY=k$RANDOM
 start_gateway gw1 TIDINGS_API_KEY=$KEY || bail "gateway starts"
 sql() { psql_q "$1" owui; }
 sql "INSERT INTO \"user\" (id, name, email, role) VALUES ('u1','Alice','a@x','user'), ('u2','Bob','b@x','user');
 INSERT INTO chat (id, user_id, title, chat, created_at, updated_at) VALUES
  ('chat1','u1','t','{\"history\":{\"currentId\":\"m1\",\"messages\":{\"m1\":{\"id\":\"m1\",\"role\":\"assistant\",\"content\":\"Hi\"}}}}',1,1);" >/dev/null
-(
-	close_client_fds
-	exec env -i PATH="$PATH" DATABASE_URL="$DB" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
-		TIDINGS_WORKER_ID=w1 TIDINGS_LOG_FORMAT=text ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-		"$WORKER" >>"$TMP/w1.log" 2>&1
-) &
-WPID=$!
-track_pid $WPID
+worker_start w1
+WPID=$WPID_w1
 
 node_client a sio-client.js --url "$(gw_url gw1)" --token "$(token u1)"
 client_wait a '"t":"connect"' 1 10 || bail "client connects"
