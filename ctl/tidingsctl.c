@@ -20,27 +20,28 @@
 #include "common/config.h"
 #include "common/jwt.h"
 #include "common/rand.h"
+#include "ctl/call.h"
 #include "ctl/emit.h"
 #include "ctl/migrate.h"
 #include "gateway/settings.h"
 
 static int usage(FILE *out)
 {
-	fprintf(
-	    out,
+	static const char text[] =
 	    "usage: tidingsctl token --user ID [--exp SECONDS | --no-exp]\n"
 	    "       tidingsctl checkconfig [--option=value ...]\n"
 	    "       tidingsctl migrate [--status]\n"
-	    "       tidingsctl emit (--user ID | --room NAME | --sid SID) [--event E] [--data "
-	    "JSON]\n"
+	    "       tidingsctl emit (--user ID | --room R | --sid S) [--event E] [--data JSON]\n"
 	    "                       [--update-db] [--id KEY]\n"
+	    "       tidingsctl call --sid S [--event E] [--data JSON] [--timeout-ms N]\n"
 	    "\n"
 	    "token        mint a JWT signed with WEBUI_SECRET_KEY (claims id, exp, jti, iat);\n"
 	    "             --exp defaults to 4 weeks, as Open WebUI's JWT_EXPIRES_IN\n"
 	    "checkconfig  print the gateway's effective configuration, secrets masked\n"
 	    "migrate      apply the PostgreSQL migrations to DATABASE_URL (--status: list them)\n"
-	    "emit         put an event for a user, room or socket on the ingress stream "
-	    "(REDIS_URL)\n");
+	    "emit         put an event for a user, room or socket on the ingress stream\n"
+	    "call         deliver an event with an ack to one socket, print the client's answer\n";
+	fputs(text, out);
 	return out == stdout ? 0 : 2;
 }
 
@@ -157,6 +158,8 @@ int main(int argc, char **argv)
 		return ctl_migrate(argc - 1, argv + 1);
 	if (strcmp(argv[1], "emit") == 0)
 		return ctl_emit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "call") == 0)
+		return ctl_call(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)
 		return usage(stdout);
 	fprintf(stderr, "tidingsctl: unknown command '%s'\n", argv[1]);

@@ -6,6 +6,7 @@
 #include "bus.h"
 #include "common/buf.h"
 #include "eio_sock.h"
+#include "call.h"
 #include "emit.h"
 #include "gw.h"
 #include "sio_sock.h"
@@ -95,6 +96,13 @@ void admin_route(conn *c, const http_request *req, slice body)
 	if (slice_eq_cstr(req->path, "/api/v1/emit")) {
 		if (slice_eq_cstr(req->method, "POST"))
 			emit_route(c, req, body);
+		else
+			httpd_error(c, 405, "POST only");
+		return;
+	}
+	if (slice_eq_cstr(req->path, "/api/v1/call")) {
+		if (slice_eq_cstr(req->method, "POST"))
+			call_route(c, req, body);
 		else
 			httpd_error(c, 405, "POST only");
 		return;

@@ -30,6 +30,7 @@
 #include "common/shard.h"
 #include "gw.h"
 #include "rooms.h"
+#include "call.h"
 #include "sio_sock.h"
 
 #define TICK_MS        1000
@@ -445,6 +446,79 @@ int bus_emit(const slice *fields, int nfields, slice shard_key, bus_emit_cb *cb,
 	return 0;
 }
 
+/* ---- calls ---- */
+
+typedef struct session_wait {
+	bus_session_cb *cb;
+	void *arg;
+} session_wait;
+
+static void on_session(redis_conn *rc, const redisReply *r, void *arg)
+{
+	session_wait w = *(session_wait *)arg;
+	free(arg);
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		w.cb(w.arg, NULL, NULL, "Redis could not read the session");
+		return;
+	}
+	/* HMGET gw user: two values, nil when the session does not exist. */
+	char gwid[128] = "", user[160] = "";
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+		if (r->element[0]->type == REDIS_REPLY_STRING)
+			snprintf(gwid, sizeof(gwid), "%.*s", (int)r->element[0]->len,
+			         r->element[0]->str);
+		if (r->element[1]->type == REDIS_REPLY_STRING)
+			snprintf(user, sizeof(user), "%.*s", (int)r->element[1]->len,
+			         r->element[1]->str);
+	}
+	w.cb(w.arg, *gwid ? gwid : NULL, *user ? user : NULL, NULL);
+}
+
+int bus_session_get(slice sid, bus_session_cb *cb, void *arg)
+{
+	rkey k;
+	if (key(&k, "sid:", sid, "") < 0 || !bus_ready())
+		return -1;
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "HMGET");
+	arg_key(&a, &k);
+	redis_arg_str(&a, "gw");
+	redis_arg_str(&a, "user");
+	session_wait *w = malloc(sizeof(*w));
+	if (!w)
+		return -1;
+	*w = (session_wait){cb, arg};
+	if (redis_send(cmd, on_session, w, &a) < 0) {
+		free(w);
+		return -1;
+	}
+	return 0;
+}
+
+int bus_deliver(slice gw_id, const slice *fields, int nfields)
+{
+	rkey k;
+	if (nfields < 0 || nfields > 16 || key(&k, "gw:", gw_id, ":dlv") < 0)
+		return -1;
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "XADD");
+	arg_key(&a, &k);
+	redis_arg_str(&a, "MAXLEN");
+	redis_arg_str(&a, "~");
+	redis_arg_str(&a, "100000");
+	redis_arg_str(&a, "*");
+	for (int i = 0; i < 2 * nfields; i++)
+		redis_arg_slice(&a, fields[i]);
+	return send_write(&a);
+}
+
+const char *bus_gateway_id(void)
+{
+	return gw.cfg.gateway_id;
+}
+
 /* ---- token revocation ---- */
 
 typedef struct revoke_check {
@@ -561,6 +635,11 @@ static void deliver_entry(const char *id, const redisReply *kv)
 		sio_leave(target, redis_field(kv, "room"));
 	else if (slice_eq_cstr(op, "disconnect"))
 		sio_disconnect(target);
+	else if (slice_eq_cstr(op, "call"))
+		sio_call(target, redis_field(kv, "event"), redis_field(kv, "data"),
+		         redis_field(kv, "reply_gw"), redis_field(kv, "call"));
+	else if (slice_eq_cstr(op, "reply"))
+		call_reply(target, redis_field(kv, "data"), redis_field(kv, "error"));
 	else if (!slice_eq_cstr(op, "hello"))
 		log_warn("delivery entry %s has an unknown op '%.*s': skipped", id, (int)op.len,
 		         op.base ? op.base : "");

@@ -59,6 +59,25 @@ int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, in
 typedef void bus_emit_cb(void *arg, const char *err);
 int bus_emit(const slice *fields, int nfields, slice shard_key, bus_emit_cb *cb, void *arg);
 
+/* Server-to-client calls (Open WebUI's event_call) cross gateways through
+ * the delivery streams: the gateway serving POST /api/v1/call looks up
+ * the target socket's session, appends an op=call entry to the stream of
+ * the gateway holding it, and that gateway appends op=reply to the
+ * caller's stream when the client acks (or disconnects). */
+
+/* Reads the session of sid; cb(arg, gw, user, err) once: gw/user NULL when
+ * there is no such session, err set when Redis could not answer. Returns
+ * -1 (cb not called) when Redis is away. */
+typedef void bus_session_cb(void *arg, const char *gw, const char *user, const char *err);
+int bus_session_get(slice sid, bus_session_cb *cb, void *arg);
+
+/* Appends an entry (nfields name/value pairs) to the delivery stream of
+ * gateway gw_id. 0 when queued, -1 when Redis is away. */
+int bus_deliver(slice gw_id, const slice *fields, int nfields);
+
+/* Our own gateway id, for reply routing. */
+const char *bus_gateway_id(void);
+
 /* Checks Open WebUI's revocation keys for a verified token, then calls
  * cb(arg, ok, why) exactly once: ok = 1 accepted, 0 revoked or not
  * checkable (Redis away, a look-up failed or timed out: fail closed). When

@@ -27,6 +27,13 @@ static void refuse(conn *c, int status, const char *why)
 }
 
 /* Ids and names that become parts of keys or room names. */
+static int valid_token(const char *s, size_t max);
+
+int api_valid_id(const char *s)
+{
+	return valid_token(s, MAX_NAME);
+}
+
 static int valid_token(const char *s, size_t max)
 {
 	size_t n = strlen(s);
@@ -59,6 +66,17 @@ static void on_queued(void *arg, const char *err)
 	if (err)
 		log_warn("emit %s not queued: %s", r->id, err);
 	free(r);
+}
+
+static int authorized(const http_request *req);
+
+const char *api_check(const http_request *req)
+{
+	if (!*gw.cfg.api_key)
+		return "API disabled: set TIDINGS_API_KEY";
+	if (!authorized(req))
+		return "missing or wrong bearer token";
+	return NULL;
 }
 
 static int authorized(const http_request *req)

@@ -11,4 +11,11 @@
 
 void emit_route(conn *c, const http_request *req, slice body);
 
+/* Shared by the internal API's routes: NULL when the request carries the
+ * right bearer token, else why not. */
+const char *api_check(const http_request *req);
+
+/* 1 when s is fit for a key or a room name: [A-Za-z0-9._:@-]{1,200}. */
+int api_valid_id(const char *s);
+
 #endif

@@ -25,7 +25,7 @@ typedef struct settings {
 	char *gateway_id;
 	char *api_key; /* bearer token of the emit API; empty: API off */
 	char *log_level, *log_format;
-	int64_t ping_interval_ms, ping_timeout_ms, connect_timeout_ms;
+	int64_t ping_interval_ms, ping_timeout_ms, connect_timeout_ms, call_timeout_ms;
 	int64_t max_payload, max_attachments, max_fragments;
 	int64_t header_timeout_ms, max_header_bytes, max_headers;
 	int64_t max_output, max_conns_per_ip, max_connect_rate, shards;

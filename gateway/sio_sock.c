@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "call.h"
 #include "common/clock.h"
 #include "common/jwt.h"
 #include "common/log.h"
@@ -110,6 +111,88 @@ static void count_out(int type)
 {
 	if (type >= 0 && type < 7)
 		gw.m.pkts_out[type]++;
+}
+
+/* ---- server-to-client calls ---- */
+
+/* A server-to-client call waiting for the client's ack. */
+typedef struct sio_call {
+	struct sio_call *next;
+	int64_t ack;
+	char *reply_gw, *call_id;
+} sio_call_t;
+
+/* Sends the answer of a call to the gateway that took the request. */
+static void call_answer(sio_call_t *c, slice data, const char *error)
+{
+	slice f[] = {SLICE_LIT("v"),
+	             SLICE_LIT("1"),
+	             SLICE_LIT("op"),
+	             SLICE_LIT("reply"),
+	             SLICE_LIT("target"),
+	             slice_cstr(c->call_id),
+	             error ? SLICE_LIT("error") : SLICE_LIT("data"),
+	             error ? slice_cstr(error) : data};
+	if (strcmp(c->reply_gw, bus_gateway_id()) == 0) {
+		/* Same gateway: no round trip through Redis. */
+		call_reply(slice_cstr(c->call_id), error ? SLICE_NULL : data,
+		           error ? slice_cstr(error) : SLICE_NULL);
+		return;
+	}
+	bus_deliver(slice_cstr(c->reply_gw), f, 4);
+}
+
+static void call_free_one(sio_call_t *c)
+{
+	free(c->reply_gw);
+	free(c->call_id);
+	free(c);
+}
+
+/* An ACK packet: the answer to one of our calls, if it is one. */
+static int call_acked(sio_sock *s, int64_t ack, cJSON *args)
+{
+	for (sio_call_t **pp = &s->calls; *pp; pp = &(*pp)->next) {
+		sio_call_t *c = *pp;
+		if (c->ack != ack)
+			continue;
+		*pp = c->next;
+		/* One argument answers with its value, several with the list. */
+		cJSON *v = cJSON_GetArraySize(args) == 1 ? cJSON_GetArrayItem(args, 0) : args;
+		char *json = cJSON_PrintUnformatted(v);
+		call_answer(c, slice_cstr(json ? json : "null"), NULL);
+		free(json);
+		call_free_one(c);
+		return 1;
+	}
+	return 0;
+}
+
+void sio_call(slice sid, slice event, slice data, slice reply_gw, slice call_id)
+{
+	sio_call_t *c = calloc(1, sizeof(*c));
+	c->reply_gw = strndup(reply_gw.base ? reply_gw.base : "", reply_gw.len);
+	c->call_id = strndup(call_id.base ? call_id.base : "", call_id.len);
+	sio_sock *s = map_get(&gw.sio_by_sid, sid);
+	if (!s || !event.len) {
+		call_answer(c, SLICE_NULL, CALL_DISCONNECTED);
+		call_free_one(c);
+		return;
+	}
+	c->ack = ++s->ack_seq;
+	buf args, b;
+	buf_init(&args, 0);
+	buf_init(&b, 0);
+	buf_append_byte(&args, '[');
+	buf_append_slice(&args, data.len ? data : SLICE_LIT("null"));
+	buf_append_byte(&args, ']');
+	sio_encode_event(&b, slice_cstr(s->nsp), c->ack, event, buf_slice(&args));
+	count_out(SIO_EVENT);
+	send_buf(s->cl, &b);
+	buf_dispose(&args);
+	buf_dispose(&b);
+	c->next = s->calls;
+	s->calls = c;
 }
 
 /* ---- connect ---- */
@@ -398,7 +481,9 @@ static void dispatch_event(sio_client *cl, const sio_packet *pk, const slice *at
 		snprintf(name, sizeof(name), "%s", first->valuestring);
 		cJSON_Delete(first);
 	}
-	if (conformance && !is_ack) {
+	if (is_ack && pk->id >= 0 && call_acked(s, pk->id, data)) {
+		/* answered one of our calls */
+	} else if (conformance && !is_ack) {
 		conformance_event(s, name, data, pk->id, natt, att);
 	} else if (!is_ack && strcmp(name, "user-join") == 0) {
 		cJSON *arg0 = cJSON_GetArrayItem(data, 0);
@@ -443,6 +528,12 @@ static void free_sock(sio_sock *s, const char *reason)
 	if (s->user) {
 		bus_ingress(s, "disconnect", SLICE_NULL, SLICE_NULL, -1, NULL, 0, SLICE_NULL);
 		bus_session_del(s);
+	}
+	while (s->calls) {
+		sio_call_t *c = s->calls;
+		s->calls = c->next;
+		call_answer(c, SLICE_NULL, CALL_DISCONNECTED);
+		call_free_one(c);
 	}
 	log_debug("sid=%s user=%s disconnected: %s", s->sid, s->user ? s->user : "-", reason);
 	rooms_leave_all(&s->rooms);

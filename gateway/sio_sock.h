@@ -30,6 +30,8 @@ struct sio_sock {
 	uint32_t flags;
 	wheel_timer exp_timer;
 	rmember *rooms;
+	struct sio_call *calls; /* server-to-client calls awaiting the ack */
+	uint32_t ack_seq;
 };
 
 /* The Engine.IO handler that runs Socket.IO on a session. */
@@ -48,6 +50,11 @@ uint32_t sio_deliver_sid(slice sid, slice packet, const slice *att, uint32_t nat
 int sio_join(slice sid, slice name);
 int sio_leave(slice sid, slice name);
 int sio_disconnect(slice sid);
+
+/* A call from the delivery stream: emits `event` with `data` (JSON) to
+ * socket sid with a fresh ack id; the client's ack, or its disconnect, is
+ * sent to gateway reply_gw as op=reply for call_id. */
+void sio_call(slice sid, slice event, slice data, slice reply_gw, slice call_id);
 
 /* Validates a namespace list from the settings; -1 with *err. */
 int sio_namespaces_init(const char *list, int conformance, const char **err);

@@ -276,6 +276,25 @@ def cmd_reader(port, token, seconds):
     out(received=count)
 
 
+def cmd_noack(port, token, seconds):
+    """An authenticated socket that answers pings but never acks a call."""
+    s = open_sio(port, token)
+    out(ready=True, sid=s.sio_sid)
+    s.settimeout(0.5)
+    end = time.time() + float(seconds)
+    while time.time() < end:
+        try:
+            op, data = ws_read(s)
+        except socket.timeout:
+            continue
+        if op is None:
+            break
+        if op == 1 and data == b"2":
+            s.sendall(ws_frame(1, b"3"))
+        elif op == 1:
+            out(got=data.decode(errors="replace"))
+
+
 def main():
     cmd, port = sys.argv[1], int(sys.argv[2])
     args = sys.argv[3:]
@@ -289,6 +308,8 @@ def main():
         cmd_fragments(port)
     elif cmd == "perip":
         cmd_perip(port, int(args[0]))
+    elif cmd == "noack":
+        cmd_noack(port, args[0], args[1])
     elif cmd == "reader":
         cmd_reader(port, args[0], args[1])
     elif cmd == "stall":
