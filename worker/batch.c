@@ -28,6 +28,12 @@
 typedef struct batch {
 	wk_entry *e;
 	int n;
+	/* Entries [lo, hi) are the ones being applied: the whole batch, or one
+	 * entry at a time after the whole failed on a statement error (so one
+	 * poisonous entry is found, parked and acknowledged, and the rest
+	 * applied: a shard never stalls behind it). */
+	int lo, hi;
+	int split;
 	void (*done)(void);
 	fanout_list out;
 	int attempt;
@@ -577,14 +583,38 @@ static void retry_later(batch *b, const char *why)
 	wk.m.batch_failures++;
 	uint64_t ms = 100u << (b->attempt < 6 ? b->attempt : 6);
 	b->attempt++;
-	log_warn("batch of %d entries not applied (%s); retry %d in %llu ms", b->n, why, b->attempt,
-	         (unsigned long long)ms);
+	log_warn("batch of %d entries not applied (%s); retry %d in %llu ms", b->hi - b->lo, why,
+	         b->attempt, (unsigned long long)ms);
 	fanout_dispose(&b->out);
 	fanout_init(&b->out);
 	if (!b->retry_ev)
 		b->retry_ev = evtimer_new(wk.base, retry_cb, b);
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	evtimer_add(b->retry_ev, &tv);
+}
+
+static void ack(const wk_entry *e)
+{
+	const char *argv[] = {"XACK", wk.shards[e->shard].stream, WK_GROUP, e->id};
+	size_t lens[] = {4, strlen(argv[1]), strlen(WK_GROUP), strlen(e->id)};
+	redis_cmd(wk.rc, NULL, NULL, 4, argv, lens);
+}
+
+/* The rest of the batch, or the end of it. */
+static void next_range(batch *b)
+{
+	if (b->split && b->hi < b->n) {
+		b->lo = b->hi;
+		b->hi = b->lo + 1;
+		b->attempt = 0;
+		fanout_dispose(&b->out);
+		fanout_init(&b->out);
+		start(b);
+		return;
+	}
+	void (*done)(void) = b->done;
+	batch_free(b);
+	done();
 }
 
 static void on_published(void *arg, int ok)
@@ -596,26 +626,77 @@ static void on_published(void *arg, int ok)
 	}
 	/* Acknowledged only once the fan-out is queued in Redis behind the
 	 * same connection: a crash before this redelivers, never loses. */
-	for (int i = 0; i < b->n; i++) {
-		wk_entry *e = &b->e[i];
-		const char *argv[] = {"XACK", wk.shards[e->shard].stream, WK_GROUP, e->id};
-		size_t lens[] = {4, strlen(argv[1]), strlen(WK_GROUP), strlen(e->id)};
-		redis_cmd(wk.rc, NULL, NULL, 4, argv, lens);
-	}
-	wk.m.entries += (uint64_t)b->n;
-	void (*done)(void) = b->done;
-	batch_free(b);
-	done();
+	for (int i = b->lo; i < b->hi; i++)
+		ack(&b->e[i]);
+	wk.m.entries += (uint64_t)(b->hi - b->lo);
+	next_range(b);
+}
+
+/* Failures of the connection, deadlocks and serialization conflicts say
+ * nothing about the entries and are retried; any other failure is a
+ * statement Postgres refused. */
+static int transient_failure(const char *err)
+{
+	return !err || strstr(err, "connection") || strstr(err, "timeout") ||
+	       strstr(err, "not connected") || strstr(err, "out of memory") ||
+	       strstr(err, "deadlock") || strstr(err, "serializ");
+}
+
+/* An entry that fails on its own is set aside where an operator can see
+ * it, and acknowledged. */
+static void park(batch *b, const char *why)
+{
+	wk_entry *e = &b->e[b->lo];
+	wk.m.malformed++;
+	log_error("entry %s (event id %s, %s) refused by the database and parked: %s", e->id,
+	          e->eid, e->event ? e->event : e->kind, why);
+	char key[300];
+	snprintf(key, sizeof(key), "%s:ingress:parked", wk.cfg.redis_prefix);
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "XADD");
+	redis_arg_str(&a, key);
+	redis_arg_str(&a, "MAXLEN");
+	redis_arg_str(&a, "~");
+	redis_arg_str(&a, "10000");
+	redis_arg_str(&a, "*");
+	redis_arg_str(&a, "stream");
+	redis_arg_str(&a, wk.shards[e->shard].stream);
+	redis_arg_str(&a, "id");
+	redis_arg_str(&a, e->id);
+	redis_arg_str(&a, "reason");
+	redis_arg_str(&a, why);
+	redis_send(wk.rc, NULL, NULL, &a);
+	ack(e);
+	next_range(b);
 }
 
 static void on_commit(void *arg, int ok, const char *err)
 {
 	batch *b = arg;
-	if (!ok) {
-		retry_later(b, err ? err : "transaction failed");
+	if (ok) {
+		fanout_publish(&b->out, on_published, b);
 		return;
 	}
-	fanout_publish(&b->out, on_published, b);
+	if (!transient_failure(err)) {
+		if (b->split) {
+			park(b, err);
+			return;
+		}
+		if (b->n > 1 || b->attempt >= 2) {
+			log_warn(
+			    "batch of %d entries refused by the database (%s): applying one by one",
+			    b->n, err);
+			b->split = 1;
+			b->lo = -1;
+			b->hi = 0;
+			fanout_dispose(&b->out);
+			fanout_init(&b->out);
+			next_range(b);
+			return;
+		}
+	}
+	retry_later(b, err ? err : "transaction failed");
 }
 
 static void start(batch *b)
@@ -625,7 +706,7 @@ static void start(batch *b)
 		retry_later(b, "database unavailable");
 		return;
 	}
-	for (int i = 0; i < b->n; i++)
+	for (int i = b->lo; i < b->hi; i++)
 		dispatch(b, i, pb);
 	pg_batch_commit(pb, on_commit, b);
 }
@@ -635,6 +716,8 @@ void batch_run(wk_entry *entries, int n, void (*done)(void))
 	batch *b = calloc(1, sizeof(*b));
 	b->e = entries;
 	b->n = n;
+	b->lo = 0;
+	b->hi = n;
 	b->done = done;
 	fanout_init(&b->out);
 	start(b);

@@ -62,6 +62,29 @@ is "$(psql_q "SELECT count(*) - count(DISTINCT id) FROM tidings_event" owui)" 0 
 check "nothing left pending in the group" wait_until 10 bash -c \
 	"[ \"\$(timeout 5 redis-cli -p $REDIS_PORT XPENDING $P:ingress:$shard workers | head -1)\" = 0 ]"
 
+# ---- a poisonous entry: parked, the rest of its batch applied
+psql_q "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS
+  \$\$ BEGIN IF NEW.channel_id = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END \$\$;
+INSERT INTO channel (id, user_id, name) VALUES ('poison','u1','p');
+INSERT INTO channel_member (id, channel_id, user_id, is_active) VALUES ('mp','poison','u1',true);
+CREATE TRIGGER refuse_poison BEFORE UPDATE ON channel_member FOR EACH ROW EXECUTE FUNCTION refuse_poison();" owui >/dev/null
+{
+	for i in 1 2 3; do
+		printf 'XADD %s:ingress:%s * v 1 id ok-a%d kind event gw gw1 sid %s user u1 nsp / event events:channel data "[{\\"channel_id\\":\\"c1\\",\\"data\\":{\\"type\\":\\"last_read_at\\"}}]"\n' "$P" "$shard" "$i" "$SA"
+	done
+	printf 'XADD %s:ingress:%s * v 1 id bad-1 kind event gw gw1 sid %s user u1 nsp / event events:channel data "[{\\"channel_id\\":\\"poison\\",\\"data\\":{\\"type\\":\\"last_read_at\\"}}]"\n' "$P" "$shard" "$SA"
+	for i in 1 2 3; do
+		printf 'XADD %s:ingress:%s * v 1 id ok-b%d kind event gw gw1 sid %s user u1 nsp / event events:channel data "[{\\"channel_id\\":\\"c1\\",\\"data\\":{\\"type\\":\\"last_read_at\\"}}]"\n' "$P" "$shard" "$i" "$SA"
+	done
+} | timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" >/dev/null
+check "the entries around a poisonous one are applied" wait_until 15 bash -c \
+	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(*) FROM tidings_event WHERE id LIKE 'ok-%'\")\" = 6 ]"
+check "the poisonous entry is parked with its reason" wait_until 10 bash -c \
+	"timeout 5 redis-cli -p $REDIS_PORT XRANGE $P:ingress:parked - + | grep -q 'poison refused'"
+is "$(psql_q "SELECT count(*) FROM tidings_event WHERE id = 'bad-1'" owui)" 0 "and had no effect"
+check "nothing stays pending behind it" wait_until 10 bash -c \
+	"[ \"\$(timeout 5 redis-cli -p $REDIS_PORT XPENDING $P:ingress:$shard workers | head -1)\" = 0 ]"
+
 # ---- readiness follows the database
 check "w2 owns every shard once w1's leases expire" wait_until 10 bash -c \
 	"curl -s http://127.0.0.1:$WADM/metrics | grep -q 'tidings_worker_shards_owned 16'"
