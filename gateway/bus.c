@@ -635,6 +635,8 @@ static void deliver_entry(const char *id, const redisReply *kv)
 		sio_leave(target, redis_field(kv, "room"));
 	else if (slice_eq_cstr(op, "disconnect"))
 		sio_disconnect(target);
+	else if (slice_eq_cstr(op, "rooms"))
+		sio_sync_rooms(target, redis_field(kv, "prefix"), redis_field(kv, "rooms"));
 	else if (slice_eq_cstr(op, "call"))
 		sio_call(target, redis_field(kv, "event"), redis_field(kv, "data"),
 		         redis_field(kv, "reply_gw"), redis_field(kv, "call"));

@@ -805,6 +805,45 @@ int sio_leave(slice sid, slice name)
 	return s ? rooms_leave(&s->rooms, name) : 0;
 }
 
+int sio_sync_rooms(slice sid, slice prefix, slice rooms_json)
+{
+	sio_sock *s = map_get(&gw.sio_by_sid, sid);
+	cJSON *want = cJSON_ParseWithLength(rooms_json.base, rooms_json.len);
+	if (!s || !cJSON_IsArray(want) || prefix.len == 0) {
+		cJSON_Delete(want);
+		return -1;
+	}
+	int changes = 0;
+	/* Leave what is no longer wanted... */
+	for (rmember *m = s->rooms, *next; m; m = next) {
+		next = m->onext;
+		if (m->r->len < prefix.len || memcmp(m->r->name, prefix.base, prefix.len) != 0)
+			continue;
+		int keep = 0;
+		const cJSON *r;
+		cJSON_ArrayForEach(r, want)
+		{
+			if (cJSON_IsString(r) && strcmp(r->valuestring, m->r->name) == 0)
+				keep = 1;
+		}
+		if (!keep) {
+			rooms_leave(&s->rooms, slice_make(m->r->name, m->r->len));
+			changes++;
+		}
+	}
+	/* ...and join what is new. Only names under the prefix are accepted. */
+	const cJSON *r;
+	cJSON_ArrayForEach(r, want)
+	{
+		if (!cJSON_IsString(r) || strncmp(r->valuestring, prefix.base, prefix.len) != 0)
+			continue;
+		if (rooms_join(&s->rooms, s, slice_cstr(r->valuestring)) == 1)
+			changes++;
+	}
+	cJSON_Delete(want);
+	return changes;
+}
+
 int sio_disconnect(slice sid)
 {
 	sio_sock *s = map_get(&gw.sio_by_sid, sid);

@@ -51,6 +51,13 @@ int sio_join(slice sid, slice name);
 int sio_leave(slice sid, slice name);
 int sio_disconnect(slice sid);
 
+/* Makes the rooms of socket sid that start with `prefix` exactly the
+ * rooms named in `rooms_json` (a JSON array of strings): missing ones are
+ * joined, others with that prefix left. This is how a worker applies a
+ * user's current channel memberships, revocations included. Returns the
+ * number of changes, or -1 when the socket is not here or the list is bad. */
+int sio_sync_rooms(slice sid, slice prefix, slice rooms_json);
+
 /* A call from the delivery stream: emits `event` with `data` (JSON) to
  * socket sid with a fresh ack id; the client's ack, or its disconnect, is
  * sent to gateway reply_gw as op=reply for call_id. */

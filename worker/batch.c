@@ -264,7 +264,10 @@ static void on_user_channels(void *arg, const PGresult *res)
 		free(c);
 		return;
 	}
+	/* The socket's channel rooms become exactly the channels the user may
+	 * see now: new ones joined, revoked ones left. */
 	cJSON *ids = cJSON_Parse(PQgetvalue(res, 0, 2));
+	cJSON *rooms = cJSON_CreateArray();
 	const cJSON *id;
 	cJSON_ArrayForEach(id, ids)
 	{
@@ -272,8 +275,10 @@ static void on_user_channels(void *arg, const PGresult *res)
 			continue;
 		char room[300];
 		snprintf(room, sizeof(room), "channel:%s", id->valuestring);
-		fanout_join(&c->b->out, e->gw, e->sid, room);
+		cJSON_AddItemToArray(rooms, cJSON_CreateString(room));
 	}
+	fanout_sync(&c->b->out, e->gw, e->sid, "channel:", rooms);
+	cJSON_Delete(rooms);
 	cJSON_Delete(ids);
 	if (strcmp(e->event, "user-join") == 0 && e->ack >= 0) {
 		cJSON *o = cJSON_CreateObject();
@@ -300,9 +305,15 @@ static void h_user_channels(batch *b, int i, pg_batch *pb)
 }
 
 /* heartbeat: user.last_active_at = now (seconds), coalesced. */
+static void h_user_channels(batch *b, int i, pg_batch *pb);
+
 static void h_heartbeat(batch *b, int i, pg_batch *pb)
 {
 	wk_entry *e = &b->e[i];
+	/* Every heartbeat (30 s per tab) re-applies the socket's channel
+	 * memberships, so a user removed from a channel stops receiving it
+	 * within one heartbeat, whoever removed them. */
+	h_user_channels(b, i, pb);
 	if (coalesced("hb", e->user, NULL, wk.cfg.heartbeat_coalesce_ms))
 		return;
 	char now[24];

@@ -145,6 +145,18 @@ void fanout_emit_sid(fanout_list *l, const char *sid, const char *event, const c
 	o->pkt = event_packet(event, data);
 }
 
+void fanout_sync(fanout_list *l, const char *gw, const char *sid, const char *prefix,
+                 const cJSON *rooms)
+{
+	if (!gw || !sid)
+		return;
+	fanout_op *o = push(l, FANOUT_SYNC);
+	o->gw = strdup(gw);
+	o->target = strdup(sid);
+	o->room = strdup(prefix);
+	o->pkt = cJSON_PrintUnformatted(rooms);
+}
+
 void fanout_join(fanout_list *l, const char *gw, const char *sid, const char *room)
 {
 	if (!gw || !sid)
@@ -170,14 +182,20 @@ static void xadd(const char *gw, const fanout_op *o)
 	redis_arg_str(&a, "v");
 	redis_arg_str(&a, "1");
 	redis_arg_str(&a, "op");
-	redis_arg_str(&a, o->type == FANOUT_ROOM ? "room" : o->type == FANOUT_SID ? "sid" : "join");
+	static const char *const ops[] = {"room", "sid", "join", "rooms"};
+	redis_arg_str(&a, ops[o->type]);
 	redis_arg_str(&a, "target");
 	redis_arg_str(&a, o->target);
-	if (o->pkt) {
+	if (o->type == FANOUT_SYNC) {
+		redis_arg_str(&a, "prefix");
+		redis_arg_str(&a, o->room);
+		redis_arg_str(&a, "rooms");
+		redis_arg_str(&a, o->pkt);
+	} else if (o->pkt) {
 		redis_arg_str(&a, "pkt");
 		redis_arg_str(&a, o->pkt);
 	}
-	if (o->room) {
+	if (o->room && o->type != FANOUT_SYNC) {
 		redis_arg_str(&a, "room");
 		redis_arg_str(&a, o->room);
 	}

@@ -21,7 +21,7 @@ typedef struct fanout_op {
 	int ngws;
 } fanout_op;
 
-enum { FANOUT_ROOM, FANOUT_SID, FANOUT_JOIN };
+enum { FANOUT_ROOM, FANOUT_SID, FANOUT_JOIN, FANOUT_SYNC };
 
 typedef struct fanout_list {
 	fanout_op *ops;
@@ -44,6 +44,10 @@ void fanout_ack(fanout_list *l, const char *gw, const char *sid, const char *nsp
                 const cJSON *arg);
 /* Emits `event` with `data` to one socket, wherever its session says it is. */
 void fanout_emit_sid(fanout_list *l, const char *sid, const char *event, const cJSON *data);
+/* Makes socket sid's rooms under `prefix` exactly `rooms` (a JSON array of
+ * room names): joins the new, leaves the revoked. */
+void fanout_sync(fanout_list *l, const char *gw, const char *sid, const char *prefix,
+                 const cJSON *rooms);
 /* Puts socket sid (at gateway gw) in room. */
 void fanout_join(fanout_list *l, const char *gw, const char *sid, const char *room);
 

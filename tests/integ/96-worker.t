@@ -109,6 +109,19 @@ emit a usage '{"action":"chat","model":"bad model*"}'
 sleep 0.5
 is "$(rcli --scan --pattern "$P:usage:bad*" | wc -l)" 0 "a model id unfit for a key is dropped"
 
+# ---- revocation at use time: a grant removed behind Tidings' back takes
+# effect at the user's next heartbeat; a grant added likewise
+q_sql "DELETE FROM access_grant WHERE id='g1'" >/dev/null
+emit b heartbeat '{}'
+check "u2's socket left channel:cstd after its grant was removed" wait_until 5 bash -c "[ \"\$(timeout 5 redis-cli -p $REDIS_PORT HEXISTS $P:room:channel:cstd gw2)\" = 0 ]"
+emit a events:channel '{"channel_id":"cstd","message_id":"after-revoke","data":{"type":"typing","data":{}}}'
+check "u1 still gets channel events" client_wait_q a "ev('events:channel').some(x => x[0].message_id === 'after-revoke')" 5
+sleep 0.5
+is "$(q "ev('events:channel').filter(x => x[0].message_id === 'after-revoke').length" b)" 0 "the removed user no longer receives them"
+q_sql "INSERT INTO access_grant (id, resource_type, resource_id, principal_type, principal_id, permission, created_at) VALUES ('g1','channel','cstd','user','u2','read',1)" >/dev/null
+emit b heartbeat '{}'
+check "a grant given back is applied at the next heartbeat" wait_until 5 bash -c "[ \"\$(timeout 5 redis-cli -p $REDIS_PORT HGET $P:room:channel:cstd gw2)\" = 1 ]"
+
 # ---- producer emits
 post() { curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" --data "$1" "$(admin_url gw1)/api/v1/emit"; }
 is "$(post '{"event":"events","to":{"room":"channel:cstd"},"data":{"n":"room"}}')" 202 "emit to a room accepted"
