@@ -15,6 +15,7 @@ KEY=k$RANDOM
 start_gateway gw1 TIDINGS_API_KEY=$KEY || bail "gateway gw1 starts"
 start_gateway gw2 || bail "gateway gw2 starts"
 start_gateway gw3 || bail "gateway gw3 starts"
+start_gateway gw4 || bail "gateway gw4 starts"
 P=$PREFIX
 q_sql() { psql_q "$1" owui; }
 
@@ -48,12 +49,15 @@ emit() { client_send "$1" "{\"cmd\":\"emit\",\"event\":\"$2\",\"args\":[$3]${4:+
 node_client a sio-client.js --url "$U1" --token "$(token u1)"
 node_client b sio-client.js --url "$U2" --token "$(token u2)"
 node_client p sio-client.js --url "$(gw_url gw3)" --token "$(token u3)"
-for c in a b p; do client_wait "$c" '"t":"connect"' 1 10 || fail "client $c connects"; done
+py_client py --url "$(gw_url gw4)" --token "$(token u1)"
+for c in a b p py; do client_wait "$c" '"t":"connect"' 1 10 || fail "client $c connects"; done
 T1=$(token u1)
 emit a user-join "{\"auth\":{\"token\":\"$T1\"}}" uj
 check "user-join is acked with {id, name} from the database" \
 	client_wait_q a "L.some(l => l.t === 'ack' && l.tag === 'uj' && l.args[0].id === 'u1' && l.args[0].name === 'Alice')" 10
 emit b user-join "{\"auth\":{\"token\":\"$(token u2)\"}}"
+emit py user-join "{\"auth\":{\"token\":\"$T1\"}}" pyj
+check "python-socketio's user-join is acked too" client_wait_q py "L.some(l => l.t === 'ack' && l.tag === 'pyj' && l.args[0].name === 'Alice')" 10
 emit p user-join "{\"auth\":{\"token\":\"$(token u3)\"}}" pj
 room() { rcli HGET "$P:room:$1" "$2"; }
 check "u1's socket joined channel:cstd (owner) on gw1" wait_until 5 bash -c "[ \"\$(timeout 5 redis-cli -p $REDIS_PORT HGET $P:room:channel:cstd gw1)\" = 1 ]"
@@ -66,7 +70,7 @@ is "$(q "L.filter(l => l.t === 'ack' && l.tag === 'pj').length" p)" 0 "a pending
 
 # ---- typing: to the channel, sender included, identity from the database
 emit a events:channel '{"channel_id":"cstd","message_id":null,"user_id":"forged","data":{"type":"typing","data":{"typing":true}}}'
-for c in a b; do
+for c in a b py; do
 	check "typing reaches $c with user {id,name,role} from the database" client_wait_q "$c" \
 		"ev('events:channel').some(x => x[0].channel_id === 'cstd' && x[0].message_id === null && x[0].data.type === 'typing' && x[0].data.data.typing === true && x[0].user.id === 'u1' && x[0].user.name === 'Alice' && x[0].user.role === 'user')" 10
 done
@@ -161,7 +165,7 @@ else
 fi
 check "w2 holds every shard" wait_until 10 bash -c "[ \$(for i in \$(seq 0 15); do timeout 5 redis-cli -p $REDIS_PORT GET $P:lease:\$i; done | grep -c '^w2\$') = 16 ]"
 
-for c in a b p; do client_stop "$c"; done
+for c in a b p py; do client_stop "$c"; done
 stop_pid "$WPID_w2" 10
 like "$(tail -n 3 "$TMP/w2.log")" 'stopped' "w2 stops cleanly on SIGTERM"
 check_gateway_stop gw1
