@@ -26,6 +26,7 @@ struct sio_client {
 	sio_sock *socks;
 	sio_pending *pending; /* authentications waiting on Redis */
 	wheel_timer ct;       /* connect timeout, until a namespace is joined */
+	wheel_timer at;       /* attachments of a binary packet must arrive in time */
 	/* A BINARY_EVENT/BINARY_ACK waiting for its attachments. */
 	buf packet;
 	buf *att;
@@ -559,6 +560,7 @@ static void client_close_sock(sio_sock *s, int notify_client, const char *reason
 
 static void drop_attachments(sio_client *cl)
 {
+	gw_timer_cancel(&cl->at);
 	for (uint32_t i = 0; i < cl->natt; i++)
 		buf_dispose(&cl->att[i]);
 	free(cl->att);
@@ -575,6 +577,14 @@ static void connect_timeout(wheel_timer *t)
 	sio_client *cl = t->data;
 	log_debug("eio=%s no Socket.IO CONNECT in time", cl->e->sid);
 	eio_close(cl->e, "connect timeout");
+}
+
+static void attachments_timeout(wheel_timer *t)
+{
+	sio_client *cl = t->data;
+	gw.m.closed_bad_input++;
+	log_info("eio=%s binary attachments did not arrive in time: closing", cl->e->sid);
+	eio_close(cl->e, "attachments timeout");
 }
 
 static void on_open(eio_sock *e)
@@ -641,6 +651,7 @@ static void on_message(eio_sock *e, slice data, int binary)
 			return;
 		/* Take the packet and its attachments out of the client first: the
 		 * handler may close the session, which frees the client. */
+		gw_timer_cancel(&cl->at);
 		buf packet = cl->packet;
 		buf *held = cl->att;
 		uint32_t n = cl->natt;
@@ -695,6 +706,10 @@ static void on_message(eio_sock *e, slice data, int binary)
 			return;
 		}
 		cl->want_att = pk.attachments;
+		/* A client that announces attachments and never sends them would
+		 * pin this packet: it gets as long as a connect does. */
+		gw_timer_start(&cl->at, attachments_timeout, cl,
+		               (uint64_t)gw.cfg.connect_timeout_ms);
 		return;
 	}
 	handle_packet(cl, &pk, NULL, 0);

@@ -8,7 +8,7 @@
 watchdog 120
 
 H="$PYTHON $CLIENTS/hostile.py"
-setup_stack TIDINGS_HEADER_TIMEOUT_MS=800 TIDINGS_MAX_CONNS_PER_IP=60 TIDINGS_MAX_OUTPUT=1048576
+setup_stack TIDINGS_HEADER_TIMEOUT_MS=800 TIDINGS_MAX_CONNS_PER_IP=60 TIDINGS_MAX_OUTPUT=1048576 TIDINGS_CONNECT_TIMEOUT_MS=1500
 port=${GW_PORT[gw1]}
 
 # Slowloris: 40 silent connections and one dribbling a byte per 100 ms are
@@ -36,6 +36,9 @@ like "$res" '"len_2_63": 100[29]' "length 2^63: close 1002/1009 without allocati
 like "$res" '"len_2_64_1": 100[29]' "length 2^64-1: close 1002/1009"
 like "$res" '"too_big": 1009' "a 5 MB message: close 1009 before buffering it"
 like "$res" '"bystander": true' "another connection is served throughout"
+
+res=$(timeout 20 $H noattach "$port")
+like "$res" '"closed_after": (1\.[4-9]|2\.)' "announced attachments that never come: closed after the deadline ($res)"
 
 res=$(timeout 30 $H fragments "$port")
 like "$res" '"code": 100[89]' "100 000 one-byte continuations refused (1008/1009)"

@@ -276,6 +276,19 @@ def cmd_reader(port, token, seconds):
     out(received=count)
 
 
+def cmd_noattach(port):
+    """Announces one binary attachment and never sends it."""
+    s = open_sio(port)
+    t0 = time.time()
+    s.sendall(ws_frame(1, b'451-["x",{"_placeholder":true,"num":0}]'))
+    s.settimeout(10)
+    while True:
+        op, data = ws_read(s)
+        if op is None or op == 8:
+            break
+    out(closed_after=round(time.time() - t0, 2))
+
+
 def cmd_noack(port, token, seconds):
     """An authenticated socket that answers pings but never acks a call."""
     s = open_sio(port, token)
@@ -308,6 +321,8 @@ def main():
         cmd_fragments(port)
     elif cmd == "perip":
         cmd_perip(port, int(args[0]))
+    elif cmd == "noattach":
+        cmd_noattach(port)
     elif cmd == "noack":
         cmd_noack(port, args[0], args[1])
     elif cmd == "reader":
