@@ -329,19 +329,48 @@ static void h_heartbeat(batch *b, int i, pg_batch *pb)
 
 /* events:channel typing: fanned out to the channel (sender included) with
  * the sender's {id, name, role}, if the user may see the channel now. */
-static void on_typing(void *arg, const PGresult *res)
+/* Typing is ephemeral and frequent (a keystroke each): its authorisation
+ * is cached for a moment (TIDINGS_AUTHZ_TTL_MS, default 1 s), and a cached
+ * decision is delivered at once, without waiting for the batch's
+ * transaction, so typing keeps flowing while Postgres is slow. A revoked
+ * membership is therefore honoured within the TTL. */
+#define AUTHZ_SLOTS 4096
+typedef struct authz_entry {
+	uint64_t hash;
+	uint64_t until;
+	int allowed;
+	char name[128];
+	char role[16];
+} authz_entry;
+static authz_entry authz_tab[AUTHZ_SLOTS];
+
+static authz_entry *authz_slot(const char *user, const char *channel, uint64_t *hash)
 {
-	hctx *c = arg;
-	wk_entry *e = &c->b->e[c->i];
-	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		if (res) {
-			wk.m.refused++;
-			log_info("user=%s typing refused: no access to channel %s", e->user,
-			         arg_str(e, "channel_id"));
-		}
-		free(c);
-		return;
-	}
+	*hash = fnv64(user, channel);
+	return &authz_tab[*hash % AUTHZ_SLOTS];
+}
+
+static const authz_entry *authz_get(const char *user, const char *channel)
+{
+	uint64_t h;
+	authz_entry *a = authz_slot(user, channel, &h);
+	return a->hash == h && wk_now() < a->until ? a : NULL;
+}
+
+static void authz_put(const char *user, const char *channel, int allowed, const char *name,
+                      const char *role)
+{
+	uint64_t h;
+	authz_entry *a = authz_slot(user, channel, &h);
+	a->hash = h;
+	a->until = wk_now() + (uint64_t)wk.cfg.authz_ttl_ms;
+	a->allowed = allowed;
+	snprintf(a->name, sizeof(a->name), "%s", name ? name : "");
+	snprintf(a->role, sizeof(a->role), "%s", role ? role : "");
+}
+
+static void typing_emit(fanout_list *out, const wk_entry *e, const char *name, const char *role)
+{
 	const char *cid = arg_str(e, "channel_id");
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "channel_id", cid);
@@ -353,13 +382,55 @@ static void on_typing(void *arg, const PGresult *res)
 	cJSON_AddItemToObject(o, "data", cJSON_Duplicate(arg_obj(e, "data"), 1));
 	cJSON *u = cJSON_AddObjectToObject(o, "user");
 	cJSON_AddStringToObject(u, "id", e->user);
-	cJSON_AddStringToObject(u, "name", PQgetvalue(res, 0, 0));
-	cJSON_AddStringToObject(u, "role", PQgetvalue(res, 0, 1));
+	cJSON_AddStringToObject(u, "name", name);
+	cJSON_AddStringToObject(u, "role", role);
 	char room[300];
 	snprintf(room, sizeof(room), "channel:%s", cid);
-	fanout_emit(&c->b->out, room, "events:channel", o, NULL);
+	fanout_emit(out, room, "events:channel", o, NULL);
 	cJSON_Delete(o);
+}
+
+static void on_typing(void *arg, const PGresult *res)
+{
+	hctx *c = arg;
+	wk_entry *e = &c->b->e[c->i];
+	const char *cid = arg_str(e, "channel_id");
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		if (res) {
+			wk.m.refused++;
+			authz_put(e->user, cid, 0, NULL, NULL);
+			log_info("user=%s typing refused: no access to channel %s", e->user, cid);
+		}
+		free(c);
+		return;
+	}
+	authz_put(e->user, cid, 1, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+	typing_emit(&c->b->out, e, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
 	free(c);
+}
+
+static void free_list(void *arg, int ok)
+{
+	fanout_list *l = arg;
+	fanout_dispose(l);
+	free(l);
+}
+
+/* A typing event whose authorisation is cached: out at once. */
+static int typing_cached(const wk_entry *e, const char *cid)
+{
+	const authz_entry *a = authz_get(e->user, cid);
+	if (!a)
+		return 0;
+	if (a->allowed) {
+		fanout_list *l = malloc(sizeof(*l));
+		fanout_init(l);
+		typing_emit(l, e, a->name, a->role);
+		fanout_publish(l, free_list, l);
+	} else {
+		wk.m.refused++;
+	}
+	return 1;
 }
 
 static void h_events_channel(batch *b, int i, pg_batch *pb)
@@ -371,6 +442,8 @@ static void h_events_channel(batch *b, int i, pg_batch *pb)
 	if (!cid || !cJSON_IsString(type))
 		return;
 	if (strcmp(type->valuestring, "typing") == 0) {
+		if (typing_cached(e, cid))
+			return;
 		const char *params[3] = {e->user, cid, wk.cfg.channels_default ? "true" : "false"};
 		pg_batch_add(pb,
 		             "SELECT u.name, u.role FROM \"user\" u JOIN channel c ON c.id = $2 "

@@ -38,6 +38,8 @@ const config_opt wsettings_table[] = {
      "at most one user.last_active_at write per user per this (heartbeat storms)"},
     {"read-coalesce-ms", "TIDINGS_READ_COALESCE_MS", NULL, 0, CFG_INT, "1000", 0, 86400000,
      S(read_coalesce_ms), 0, "at most one last_read_at write per (user, channel or chat) per this"},
+    {"authz-ttl-ms", "TIDINGS_AUTHZ_TTL_MS", NULL, 0, CFG_INT, "1000", 0, 60000, S(authz_ttl_ms), 0,
+     "how long a typing authorisation is reused (0: ask the database every time)"},
     {"channels-default", "TIDINGS_FEATURES_CHANNELS", "USER_PERMISSIONS_FEATURES_CHANNELS", 0,
      CFG_BOOL, "1", 0, 1, S(channels_default), 0,
      "users without a group permission may use channels (Open WebUI's env default)"},

@@ -21,6 +21,7 @@ typedef struct wsettings {
 	int64_t block_ms;
 	int64_t heartbeat_coalesce_ms;
 	int64_t read_coalesce_ms;
+	int64_t authz_ttl_ms;
 	int channels_default; /* USER_PERMISSIONS_FEATURES_CHANNELS */
 } wsettings;
 

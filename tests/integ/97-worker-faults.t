@@ -15,7 +15,7 @@ psql_q "INSERT INTO \"user\" (id, name, email, role) VALUES ('u1','Alice','a@x',
 INSERT INTO channel (id, user_id, name) VALUES ('c1','u1','general');
 INSERT INTO channel_member (id, channel_id, user_id, is_active) VALUES ('m1','c1','u1',true);" owui >/dev/null
 
-worker_start w1 TIDINGS_LEASE_MS=2000 TIDINGS_READ_COALESCE_MS=0
+worker_start w1 TIDINGS_LEASE_MS=2000 TIDINGS_READ_COALESCE_MS=0 TIDINGS_AUTHZ_TTL_MS=60000
 
 node_client a sio-client.js --url "$(gw_url gw1)" --token "$(token u1)"
 client_wait a '"t":"connect"' 1 10 || bail "client connects"
@@ -43,6 +43,18 @@ is "$(q "ev('events:channel').map(x => x[0].message_id).join(',')" a)" "$(seq -s
 check "all 30 read-marker effects are recorded once each" wait_until 10 bash -c \
 	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(DISTINCT id) FROM tidings_event WHERE id LIKE 'r-%'\")\" = 30 ]"
 like "$cpu" '^[0-3]$' "the worker did not spin while Postgres was paused (cpu ${cpu}s)"
+
+# ---- typing whose authorisation is cached does not wait for Postgres
+typing warm
+check "a typing event primes the authorisation cache" client_wait_q a "ev('events:channel').some(x => x[0].message_id === 'warm')" 10
+kill -STOP $pg_pids
+typing during-pause
+if client_wait_q a "ev('events:channel').some(x => x[0].message_id === 'during-pause')" 3; then
+	pass "with Postgres paused, a typing event with a cached authorisation is delivered at once"
+else
+	fail "with Postgres paused, a typing event with a cached authorisation is delivered at once"
+fi
+kill -CONT $pg_pids
 
 # ---- kill -9 with a backlog: nothing lost, nothing applied twice
 # Written in one pipeline so the backlog is there at once; w1 dies while
