@@ -212,6 +212,32 @@ static uint64_t session_ttl_s(void)
 	return (uint64_t)(gw.cfg.ping_interval_ms + gw.cfg.ping_timeout_ms) / 1000 + 30;
 }
 
+/* With a per-user cap, P:user:{id}:conns scores each authenticated sid by
+ * its last heartbeat (wall ms): counting the recent ones gives the user's
+ * live connections cluster-wide, and a crashed gateway's sids age out by
+ * themselves instead of holding the user's slots forever. */
+static void conns_update(const sio_sock *s, int remove)
+{
+	rkey ck;
+	if (!gw.cfg.max_conns_per_user || key(&ck, "user:", slice_cstr(s->user), ":conns") < 0)
+		return;
+	redis_argv a;
+	redis_argv_init(&a);
+	if (remove) {
+		redis_arg_str(&a, "ZREM");
+		arg_key(&a, &ck);
+		redis_arg_str(&a, s->sid);
+	} else {
+		redis_arg_str(&a, "ZADD");
+		arg_key(&a, &ck);
+		redis_arg_u64(&a, clock_wall_ms());
+		redis_arg_str(&a, s->sid);
+	}
+	send_write(&a);
+	if (!remove)
+		send_expire(&ck, session_ttl_s());
+}
+
 void bus_session_add(const sio_sock *s)
 {
 	rkey k, uk;
@@ -241,6 +267,7 @@ void bus_session_add(const sio_sock *s)
 	redis_arg_str(&a, s->sid);
 	send_write(&a);
 	send_expire(&uk, session_ttl_s());
+	conns_update(s, 0);
 }
 
 void bus_session_touch(const sio_sock *s)
@@ -256,6 +283,7 @@ void bus_session_touch(const sio_sock *s)
 	redis_arg_u64(&a, clock_wall_ms());
 	send_write(&a);
 	send_expire(&k, session_ttl_s());
+	conns_update(s, 0);
 }
 
 void bus_session_del(const sio_sock *s)
@@ -274,6 +302,7 @@ void bus_session_del(const sio_sock *s)
 	arg_key(&a, &uk);
 	redis_arg_str(&a, s->sid);
 	send_write(&a);
+	conns_update(s, 1);
 }
 
 /* Removes this gateway's field from room `name`'s registry hash and the
@@ -529,6 +558,7 @@ typedef struct revoke_check {
 	int waiting; /* replies due, plus one held while the commands are sent */
 	int revoked;
 	int failed;
+	long long conns; /* the user's live connections, when capped */
 } revoke_check;
 
 #define UNREADABLE "revocation keys unreadable (Redis unavailable)"
@@ -541,11 +571,14 @@ static void revoke_release(revoke_check *rv)
 	bus_auth_cb *cb = rv->cb;
 	void *arg = rv->arg;
 	int failed = rv->failed, revoked = rv->revoked;
+	int full = gw.cfg.max_conns_per_user && rv->conns >= gw.cfg.max_conns_per_user;
 	free(rv);
 	if (failed)
 		cb(arg, 0, UNREADABLE);
+	else if (revoked)
+		cb(arg, 0, "revoked");
 	else
-		cb(arg, !revoked, revoked ? "revoked" : NULL);
+		cb(arg, !full, full ? BUS_TOO_MANY : NULL);
 }
 
 static void on_revoke_reply(redis_conn *rc, const redisReply *r, void *arg)
@@ -585,6 +618,39 @@ static void revoke_send(revoke_check *rv, const char *verb, const char *a, const
 	}
 }
 
+const char BUS_TOO_MANY[] = "too many connections for this user";
+
+static void on_conns_reply(redis_conn *rc, const redisReply *r, void *arg)
+{
+	revoke_check *rv = arg;
+	if (!r || r->type != REDIS_REPLY_INTEGER)
+		rv->failed = 1;
+	else
+		rv->conns = r->integer;
+	revoke_release(rv);
+}
+
+/* Counts the user's connections seen within a session's lifetime. */
+static void conns_send(revoke_check *rv, const char *user)
+{
+	rkey k;
+	if (rv->failed || key(&k, "user:", slice_cstr(user), ":conns") < 0) {
+		rv->failed = 1;
+		return;
+	}
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "ZCOUNT");
+	arg_key(&a, &k);
+	redis_arg_u64(&a, clock_wall_ms() - session_ttl_s() * 1000);
+	redis_arg_str(&a, "+inf");
+	rv->waiting++;
+	if (!bus_ready() || redis_send(cmd, on_conns_reply, rv, &a) < 0) {
+		rv->waiting--;
+		rv->failed = 1;
+	}
+}
+
 void bus_check_revoked(const jwt_claims *cl, bus_auth_cb *cb, void *arg)
 {
 	if (!bus_ready()) {
@@ -606,6 +672,8 @@ void bus_check_revoked(const jwt_claims *cl, bus_auth_cb *cb, void *arg)
 	if (cl->flags & JWT_HAS_JTI)
 		revoke_send(rv, "EXISTS", "auth:token:", cl->jti, ":revoked");
 	revoke_send(rv, "GET", "auth:user:", cl->id, ":revoked_at");
+	if (gw.cfg.max_conns_per_user)
+		conns_send(rv, cl->id);
 	revoke_release(rv);
 }
 

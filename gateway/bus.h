@@ -83,6 +83,10 @@ const char *bus_gateway_id(void);
  * checkable (Redis away, a look-up failed or timed out: fail closed). When
  * Redis is away cb runs before this returns. */
 typedef void bus_auth_cb(void *arg, int ok, const char *why);
+
+/* The `why` of a refusal because the user already holds
+ * TIDINGS_MAX_CONNS_PER_USER connections cluster-wide (compare pointers). */
+extern const char BUS_TOO_MANY[];
 void bus_check_revoked(const jwt_claims *cl, bus_auth_cb *cb, void *arg);
 
 /* Commands sent on the command connection and not yet answered. */

@@ -28,7 +28,7 @@ typedef struct settings {
 	int64_t ping_interval_ms, ping_timeout_ms, connect_timeout_ms, call_timeout_ms;
 	int64_t max_payload, max_attachments, max_fragments;
 	int64_t header_timeout_ms, max_header_bytes, max_headers;
-	int64_t max_output, max_conns_per_ip, max_connect_rate, shards;
+	int64_t max_output, max_conns_per_ip, max_conns_per_user, max_connect_rate, shards;
 	int64_t processes;
 	int require_exp, conformance, trust_proxy;
 } settings;

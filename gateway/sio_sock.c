@@ -315,7 +315,16 @@ static void auth_checked(void *arg, int ok, const char *why)
 		log_info("user=%s token refused: %s", p->claims.id, why);
 	}
 	int good = ok && p->valid;
-	if (!p->s) {
+	if (!p->s && why == BUS_TOO_MANY) {
+		/* Refused outright, with the reason, rather than let in as anonymous. */
+		buf b;
+		buf_init(&b, 0);
+		sio_encode_connect_error(&b, slice_cstr(p->nsp), "too many connections");
+		count_out(SIO_CONNECT_ERROR);
+		send_buf(p->cl, &b);
+		buf_dispose(&b);
+		gw.m.handshake_fail[HS_FAIL_TOO_MANY]++;
+	} else if (!p->s) {
 		finish_connect(p->cl, p->nsp, good ? &p->claims : NULL, p->auth_json);
 	} else if (good) {
 		set_user(p->s, &p->claims);
