@@ -749,3 +749,14 @@ void pg_batch_commit(pg_batch *b, pg_done_fn *done, void *arg)
 	if (!(pc->flags & PG_F_CLOSING))
 		event_active(pc->kick, 0, 0);
 }
+
+int pg_url_normalize(char *url)
+{
+	if (strncmp(url, "sqlite", 6) == 0)
+		return -1;
+	char *sep = strstr(url, "://");
+	char *plus = sep ? memchr(url, '+', (size_t)(sep - url)) : NULL;
+	if (plus && strncmp(url, "postgres", 8) == 0)
+		memmove(plus, sep, strlen(sep) + 1);
+	return 0;
+}

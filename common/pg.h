@@ -51,6 +51,12 @@ typedef struct pg_conn_opts {
 	void *arg;
 } pg_conn_opts;
 
+/* Open WebUI's DATABASE_URL is a SQLAlchemy URL that may name a driver
+ * (postgresql+psycopg://...); libpq knows only postgresql:// and
+ * postgres://. Drops the driver in place. Returns 0, or -1 when the URL
+ * names SQLite (Tidings needs PostgreSQL). */
+int pg_url_normalize(char *url);
+
 /* Creates the connection and starts connecting (PQconnectStart + polling
  * on the loop). Options are copied. NULL on no memory. */
 pg_conn *pg_conn_create(struct event_base *base, const pg_conn_opts *opts);

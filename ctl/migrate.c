@@ -8,6 +8,8 @@
  */
 #include "ctl/migrate.h"
 
+#include "common/pg.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -96,28 +98,21 @@ static void report(const char *what, const char *msg)
 	fprintf(stderr, "tidingsctl migrate: %s: %.*s\n", what, (int)n, msg);
 }
 
-/*
- * Open WebUI's DATABASE_URL is a SQLAlchemy URL, which may name a driver in
- * the scheme (postgresql+psycopg://); libpq knows only postgresql:// and
- * postgres://, so the driver is dropped. Returns a heap string, or NULL
- * with a message printed.
- */
+/* DATABASE_URL as libpq takes it (see pg_url_normalize). Returns a heap
+ * string, or NULL with a message printed. */
 static char *conninfo_from_url(const char *url)
 {
-	if (strncmp(url, "sqlite", 6) == 0) {
-		fprintf(stderr, "tidingsctl migrate: DATABASE_URL names a SQLite database; "
-		                "Tidings needs PostgreSQL\n");
-		return NULL;
-	}
 	char *s = strdup(url);
 	if (!s) {
 		fprintf(stderr, "tidingsctl migrate: out of memory\n");
 		return NULL;
 	}
-	char *sep = strstr(s, "://");
-	char *plus = sep ? memchr(s, '+', (size_t)(sep - s)) : NULL;
-	if (plus && strncmp(s, "postgres", 8) == 0)
-		memmove(plus, sep, strlen(sep) + 1);
+	if (pg_url_normalize(s) < 0) {
+		fprintf(stderr, "tidingsctl migrate: DATABASE_URL names a SQLite database; "
+		                "Tidings needs PostgreSQL\n");
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 

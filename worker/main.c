@@ -94,6 +94,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tidings-worker: DATABASE_URL is not set\n");
 		return 2;
 	}
+	if (pg_url_normalize(wk.cfg.database_url) < 0) {
+		fprintf(stderr,
+		        "tidings-worker: DATABASE_URL names SQLite; Tidings needs PostgreSQL\n");
+		return 2;
+	}
 	log_init(log_level_parse(wk.cfg.log_level),
 	         strcmp(wk.cfg.log_format, "text") == 0 ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON,
 	         "worker");

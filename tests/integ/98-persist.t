@@ -16,7 +16,11 @@ sql() { psql_q "$1" owui; }
 sql "INSERT INTO \"user\" (id, name, email, role) VALUES ('u1','Alice','a@x','user'), ('u2','Bob','b@x','user');
 INSERT INTO chat (id, user_id, title, chat, created_at, updated_at) VALUES
  ('chat1','u1','t','{\"history\":{\"currentId\":\"m1\",\"messages\":{\"m1\":{\"id\":\"m1\",\"role\":\"assistant\",\"content\":\"Hi\"}}}}',1,1);" >/dev/null
+# The worker takes Open WebUI's own DATABASE_URL form (a SQLAlchemy driver).
+DB_PLAIN=$DB
+DB=${DB/postgresql:/postgresql+psycopg:}
 worker_start w1
+DB=$DB_PLAIN
 WPID=$WPID_w1
 
 node_client a sio-client.js --url "$(gw_url gw1)" --token "$(token u1)"
