@@ -502,15 +502,28 @@ static void h_events_chat(batch *b, int i, pg_batch *pb)
 		return;
 	if (coalesced("cr", e->user, chat, wk.cfg.read_coalesce_ms))
 		return;
-	char now[24];
+	char now[24], nowns[24];
 	snprintf(now, sizeof(now), "%lld", (long long)now_s());
-	const char *params[5] = {e->eid, "events:chat last_read_at", e->user, chat, now};
+	snprintf(nowns, sizeof(nowns), "%lld", (long long)now_ns());
+	const char *params[6] = {e->eid, "events:chat last_read_at", e->user, chat, now, nowns};
+	/* Reading a chat also cancels its pending timer chats that were set to
+	 * be cancelled on read (catalogue 2, events:chat), in the same
+	 * statement and so under the same exactly-once record. */
 	pg_batch_add(pb,
 	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
-	             "ON CONFLICT DO NOTHING RETURNING id) "
+	             "ON CONFLICT DO NOTHING RETURNING id), "
+	             "timers AS (UPDATE chat SET meta = (meta::jsonb || jsonb_build_object("
+	             "'status', 'cancelled', 'timer_cancelled_at', $6::bigint, "
+	             "'timer_cancelled_by', 'chat.read'))::json, updated_at = $5::bigint "
+	             "WHERE user_id = $3 AND meta::jsonb ->> 'parent_chat_id' = $4 "
+	             "AND meta::jsonb ->> 'status' = 'pending' "
+	             "AND jsonb_typeof(meta::jsonb -> 'cancel_on') = 'array' "
+	             "AND meta::jsonb -> 'cancel_on' ? 'chat.read' "
+	             "AND EXISTS (SELECT 1 FROM ev) AND EXISTS (SELECT 1 FROM chat p WHERE "
+	             "p.id = $4 AND p.user_id = $3)) "
 	             "UPDATE chat SET last_read_at = $5::bigint WHERE id = $4 AND user_id = $3 "
 	             "AND EXISTS (SELECT 1 FROM ev) RETURNING last_read_at",
-	             5, params, on_chat_read, ctx(b, i));
+	             6, params, on_chat_read, ctx(b, i));
 }
 
 /* join-note: read access (admin, owner, or a read grant to the user, to

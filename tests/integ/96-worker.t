@@ -35,6 +35,9 @@ INSERT INTO access_grant (id, resource_type, resource_id, principal_type, princi
 INSERT INTO chat (id, user_id, title, chat, created_at, updated_at) VALUES
   ('chat1','u1','t','{\"history\":{\"messages\":{}}}',1,1);
 INSERT INTO note (id, user_id, title, data, created_at, updated_at) VALUES ('n1','u1','note','{}',1,1);
+INSERT INTO chat (id, user_id, title, chat, meta, created_at, updated_at) VALUES
+  ('timer1','u1','t','{}','{\"internal\":true,\"type\":\"timer\",\"parent_chat_id\":\"chat1\",\"status\":\"pending\",\"cancel_on\":[\"chat.read\"]}',1,1),
+  ('timer2','u1','t','{}','{\"internal\":true,\"type\":\"timer\",\"parent_chat_id\":\"chat1\",\"status\":\"pending\",\"cancel_on\":[]}',1,1);
 " >/dev/null || bail "seed data inserted"
 
 leases_of() { for i in $(seq 0 15); do rcli GET "$P:lease:$i"; done | grep -c "^$1\$"; }
@@ -96,6 +99,8 @@ check "chat.last_read_at is set in seconds by its owner" wait_until 5 bash -c \
 check "the owner's tabs get events chat:list" client_wait_q a \
 	"ev('events').some(x => x[0].chat_id === 'chat1' && x[0].data.type === 'chat:list' && x[0].data.data.chat_id === 'chat1' && x[0].data.data.last_read_at > 0)" 5
 is "$(q "ev('events').filter(x => x[0].data && x[0].data.type === 'chat:list').length" b)" 0 "another user's events:chat changes nothing and tells nobody"
+is "$(q_sql "SELECT meta::jsonb->>'status', meta::jsonb->>'timer_cancelled_by', (meta::jsonb->>'timer_cancelled_at')::bigint > ${now_s}000000000 FROM chat WHERE id='timer1'")" "cancelled|chat.read|t" "reading the chat cancels its timer chats set to cancel on read"
+is "$(q_sql "SELECT meta::jsonb->>'status' FROM chat WHERE id='timer2'")" pending "a timer without cancel_on chat.read stays pending"
 
 # ---- join-note: read access puts the socket in note:{id}
 emit a join-note '{"note_id":"n1","auth":{"token":"x"}}'
