@@ -228,9 +228,63 @@ static void on_persisted(void *arg, const PGresult *res)
 	free(c);
 }
 
+/* An `events:note` emit with update_db carries the note as Open WebUI's
+ * REST update sends it (NoteModel, `data` trimmed to the keys updated):
+ * the title is replaced when given, `data` and `meta` are merged
+ * shallowly, updated_at (ns) is the payload's or now - in one statement,
+ * recorded in tidings_event. */
+static void persist_note(batch *b, int i, pg_batch *pb)
+{
+	wk_entry *e = &b->e[i];
+	const cJSON *note = cJSON_GetArrayItem(e->args, 0);
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(note, "id");
+	const cJSON *title = cJSON_GetObjectItemCaseSensitive(note, "title");
+	const cJSON *data = cJSON_GetObjectItemCaseSensitive(note, "data");
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(note, "meta");
+	const cJSON *upd = cJSON_GetObjectItemCaseSensitive(note, "updated_at");
+	if (!cJSON_IsString(id) || (title && !cJSON_IsString(title)) ||
+	    (data && !cJSON_IsObject(data)) || (meta && !cJSON_IsObject(meta))) {
+		log_warn("emit %s: events:note not persisted: needs a note id and object data",
+		         e->eid);
+		return;
+	}
+	char *djson = data ? cJSON_PrintUnformatted(data) : NULL;
+	char *mjson = meta ? cJSON_PrintUnformatted(meta) : NULL;
+	char when[24];
+	snprintf(when, sizeof(when), "%lld",
+	         cJSON_IsNumber(upd) && upd->valuedouble > 0 ? (long long)upd->valuedouble
+	                                                     : (long long)now_ns());
+	const char *params[7] = {e->eid,
+	                         "emit events:note",
+	                         id->valuestring,
+	                         title ? title->valuestring : NULL,
+	                         djson,
+	                         mjson,
+	                         when};
+	pg_batch_add(pb,
+	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+	             "ON CONFLICT DO NOTHING RETURNING id) "
+	             "UPDATE note SET title = COALESCE($4, title), "
+	             "data = CASE WHEN $5::jsonb IS NULL THEN data ELSE "
+	             "(CASE WHEN json_typeof(data) = 'object' THEN data::jsonb ELSE '{}' END "
+	             "|| $5::jsonb)::json END, "
+	             "meta = CASE WHEN $6::jsonb IS NULL THEN meta ELSE "
+	             "(CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb ELSE '{}' END "
+	             "|| $6::jsonb)::json END, "
+	             "updated_at = $7::bigint WHERE id = $3 AND EXISTS (SELECT 1 FROM ev) "
+	             "RETURNING id",
+	             7, params, on_persisted, ctx(b, i));
+	free(djson);
+	free(mjson);
+}
+
 static void persist_emit(batch *b, int i, pg_batch *pb)
 {
 	wk_entry *e = &b->e[i];
+	if (e->update_db && strcmp(e->event, "events:note") == 0) {
+		persist_note(b, i, pb);
+		return;
+	}
 	if (!e->update_db || strcmp(e->event, "events") != 0 || strcmp(e->to_type, "user") != 0)
 		return;
 	persist_stmt st = {0};

@@ -65,6 +65,12 @@ order=$(msg statusHistory | node -e 'const a=JSON.parse(require("fs").readFileSy
 is "$order" true "each producer's statuses in the order it sent them"
 is "$(sql "SELECT json_array_length(status_history) = json_array_length(chat::json #> '{history,messages,m1,statusHistory}') FROM chat_message cm JOIN chat c ON c.id = cm.chat_id WHERE cm.id='chat1-m1'")" t "the mirror holds exactly the same statuses"
 
+# events:note with update_db: the note row follows the emitted model
+sql "INSERT INTO note (id, user_id, title, data, meta, created_at, updated_at) VALUES ('n1','u1','old','{\"content\":{\"md\":\"a\"},\"files\":[]}','{}',1,1)" >/dev/null
+is "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" --data '{"event":"events:note","to":{"room":"note:n1"},"update_db":true,"data":{"id":"n1","user_id":"u1","title":"new","data":{"content":{"md":"b"}},"updated_at":1700000000000000000}}' "$(admin_url gw1)/api/v1/emit")" 202 "events:note emitted with update_db"
+check "the note's title is replaced and data merged shallowly" wait_until 10 bash -c \
+	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT title || '|' || (data::jsonb #>> '{content,md}') || '|' || (data::jsonb ? 'files')::text || '|' || updated_at FROM note WHERE id='n1'\")\" = 'new|b|true|1700000000000000000' ]"
+
 client_stop a
 stop_pid $WPID 10
 check_gateway_stop gw1
