@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/ident.h"
 #include "common/rand.h"
 #include "common/redis.h"
 #include "common/shard.h"
@@ -26,18 +27,6 @@ static const char *env_or(const char *a, const char *b, const char *dflt)
 		return v;
 	v = b ? getenv(b) : NULL;
 	return v && *v ? v : dflt;
-}
-
-static int valid_token(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 200)
-		return 0;
-	for (; *s; s++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-",
-		            *s))
-			return 0;
-	return 1;
 }
 
 int ctl_emit(int argc, char **argv)
@@ -65,7 +54,7 @@ int ctl_emit(int argc, char **argv)
 			return usage();
 		}
 	}
-	if (!to_type || !valid_token(to) || !*event || (id && !valid_token(id)))
+	if (!to_type || !ident_valid(to, 200) || !*event || (id && !ident_valid(id, 200)))
 		return usage();
 	cJSON *d = cJSON_Parse(data);
 	if (!d) {
@@ -75,7 +64,7 @@ int ctl_emit(int argc, char **argv)
 	char *compact = cJSON_PrintUnformatted(d);
 	char key[300], stream[400], eid[64];
 	const cJSON *chat = cJSON_GetObjectItemCaseSensitive(d, "chat_id");
-	if (cJSON_IsString(chat) && valid_token(chat->valuestring))
+	if (cJSON_IsString(chat) && ident_valid(chat->valuestring, 200))
 		snprintf(key, sizeof(key), "chat:%s", chat->valuestring);
 	else
 		snprintf(key, sizeof(key), "%s:%s", to_type, to);

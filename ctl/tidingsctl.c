@@ -18,6 +18,7 @@
 
 #include "common/buf.h"
 #include "common/config.h"
+#include "common/ident.h"
 #include "common/jwt.h"
 #include "common/rand.h"
 #include "ctl/call.h"
@@ -43,18 +44,6 @@ static int usage(FILE *out)
 	    "call         deliver an event with an ack to one socket, print the client's answer\n";
 	fputs(text, out);
 	return out == stdout ? 0 : 2;
-}
-
-static int valid_user(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > JWT_MAX_ID)
-		return 0;
-	for (; *s; s++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-",
-		            *s))
-			return 0;
-	return 1;
 }
 
 /* A version-4 UUID, as Open WebUI's jti. */
@@ -88,7 +77,7 @@ static int cmd_token(int argc, char **argv)
 		else
 			return usage(stderr);
 	}
-	if (!user || !valid_user(user)) {
+	if (!user || !ident_valid(user, JWT_MAX_ID)) {
 		fprintf(stderr,
 		        "tidingsctl token: --user must be 1-%d characters of "
 		        "[A-Za-z0-9._:@-]\n",

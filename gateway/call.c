@@ -105,20 +105,13 @@ static void on_session(void *arg, const char *gwid, const char *user, const char
 		answer_error(p, "not delivered: Redis unavailable");
 }
 
-static void refuse(conn *c, int status, const char *why)
-{
-	char body[300];
-	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", why);
-	httpd_respond(c, status, "application/json", NULL, body, (size_t)n);
-}
-
 void call_route(conn *c, const http_request *req, slice body)
 {
 	if (!calls.cap)
 		map_init(&calls);
 	const char *why = api_check(req);
 	if (why) {
-		refuse(c, *gw.cfg.api_key ? 401 : 403, why);
+		api_refuse(c, *gw.cfg.api_key ? 401 : 403, why);
 		return;
 	}
 	cJSON *doc = cJSON_ParseWithLength(body.base, body.len);
@@ -141,7 +134,7 @@ void call_route(conn *c, const http_request *req, slice body)
 		why = "user_id must be a user id";
 	if (why) {
 		cJSON_Delete(doc);
-		refuse(c, 400, why);
+		api_refuse(c, 400, why);
 		return;
 	}
 	pending_call *p = calloc(1, sizeof(*p));

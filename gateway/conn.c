@@ -86,7 +86,7 @@ static void mark_dirty(conn *c)
 
 int conn_send(conn *c, rbuf *rb)
 {
-	if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_KEEPALIVE))
+	if (c->flags & CONN_CLOSING)
 		return -1;
 	if (rb->len == 0)
 		return 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "common/ident.h"
 #include "common/log.h"
 #include "common/rand.h"
 #include "gw.h"
@@ -18,7 +19,7 @@ typedef struct emit_req {
 	char id[MAX_NAME + 1];
 } emit_req;
 
-static void refuse(conn *c, int status, const char *why)
+void api_refuse(conn *c, int status, const char *why)
 {
 	/* The reason is ours (never client bytes), so it needs no escaping. */
 	char body[600];
@@ -26,24 +27,9 @@ static void refuse(conn *c, int status, const char *why)
 	httpd_respond(c, status, "application/json", NULL, body, (size_t)n);
 }
 
-/* Ids and names that become parts of keys or room names. */
-static int valid_token(const char *s, size_t max);
-
 int api_valid_id(const char *s)
 {
-	return valid_token(s, MAX_NAME);
-}
-
-static int valid_token(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > max)
-		return 0;
-	for (; *s; s++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-",
-		            *s))
-			return 0;
-	return 1;
+	return ident_valid(s, MAX_NAME);
 }
 
 static void on_abort(conn *c, void *arg)
@@ -56,7 +42,7 @@ static void on_queued(void *arg, const char *err)
 	emit_req *r = arg;
 	if (r->c) {
 		if (err)
-			refuse(r->c, 503, "not queued: Redis unavailable");
+			api_refuse(r->c, 503, "not queued: Redis unavailable");
 		else {
 			char body[300];
 			int n = snprintf(body, sizeof(body), "{\"id\":\"%s\"}", r->id);
@@ -66,17 +52,6 @@ static void on_queued(void *arg, const char *err)
 	if (err)
 		log_warn("emit %s not queued: %s", r->id, err);
 	free(r);
-}
-
-static int authorized(const http_request *req);
-
-const char *api_check(const http_request *req)
-{
-	if (!*gw.cfg.api_key)
-		return "API disabled: set TIDINGS_API_KEY";
-	if (!authorized(req))
-		return "missing or wrong bearer token";
-	return NULL;
 }
 
 static int authorized(const http_request *req)
@@ -89,20 +64,26 @@ static int authorized(const http_request *req)
 	return CRYPTO_memcmp(v.base + 7, gw.cfg.api_key, kl) == 0;
 }
 
+const char *api_check(const http_request *req)
+{
+	if (!*gw.cfg.api_key)
+		return "API disabled: set TIDINGS_API_KEY";
+	if (!authorized(req))
+		return "missing or wrong bearer token";
+	return NULL;
+}
+
 void emit_route(conn *c, const http_request *req, slice body)
 {
-	if (!*gw.cfg.api_key) {
-		refuse(c, 403, "emit API disabled: set TIDINGS_API_KEY");
-		return;
-	}
-	if (!authorized(req)) {
-		refuse(c, 401, "missing or wrong bearer token");
+	const char *denied = api_check(req);
+	if (denied) {
+		api_refuse(c, *gw.cfg.api_key ? 401 : 403, denied);
 		return;
 	}
 	cJSON *doc = cJSON_ParseWithLength(body.base, body.len);
 	if (!cJSON_IsObject(doc)) {
 		cJSON_Delete(doc);
-		refuse(c, 400, "body must be a JSON object");
+		api_refuse(c, 400, "body must be a JSON object");
 		return;
 	}
 	const cJSON *event = cJSON_GetObjectItemCaseSensitive(doc, "event");
@@ -124,15 +105,15 @@ void emit_route(conn *c, const http_request *req, slice body)
 	}
 	if (!cJSON_IsString(event) || !*event->valuestring || strlen(event->valuestring) > MAX_NAME)
 		why = "event must be a non-empty string";
-	else if (nto != 1 || !target || !valid_token(target, MAX_NAME))
+	else if (nto != 1 || !target || !ident_valid(target, MAX_NAME))
 		why = "to must be exactly one of {user}, {room}, {sid}, a valid id";
 	else if (update_db && !cJSON_IsBool(update_db))
 		why = "update_db must be a boolean";
-	else if (id && (!cJSON_IsString(id) || !valid_token(id->valuestring, MAX_NAME)))
+	else if (id && (!cJSON_IsString(id) || !ident_valid(id->valuestring, MAX_NAME)))
 		why = "id must be 1-200 characters of [A-Za-z0-9._:@-]";
 	if (why) {
 		cJSON_Delete(doc);
-		refuse(c, 400, why);
+		api_refuse(c, 400, why);
 		return;
 	}
 	emit_req *r = calloc(1, sizeof(*r));
@@ -148,7 +129,7 @@ void emit_route(conn *c, const http_request *req, slice body)
 	/* Events about one chat keep their order: they share its shard. */
 	char skey[MAX_NAME + 16];
 	const cJSON *chat = cJSON_GetObjectItemCaseSensitive(data, "chat_id");
-	if (cJSON_IsString(chat) && valid_token(chat->valuestring, MAX_NAME))
+	if (cJSON_IsString(chat) && ident_valid(chat->valuestring, MAX_NAME))
 		snprintf(skey, sizeof(skey), "chat:%s", chat->valuestring);
 	else
 		snprintf(skey, sizeof(skey), "%s:%s", ttype, target);
@@ -164,7 +145,7 @@ void emit_route(conn *c, const http_request *req, slice body)
 	r->c = c;
 	if (bus_emit(f, 8, slice_cstr(skey), on_queued, r) < 0) {
 		free(r);
-		refuse(c, 503, "not queued: Redis unavailable");
+		api_refuse(c, 503, "not queued: Redis unavailable");
 	} else {
 		httpd_hold(c, on_abort, r);
 	}

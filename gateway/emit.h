@@ -15,6 +15,9 @@ void emit_route(conn *c, const http_request *req, slice body);
  * right bearer token, else why not. */
 const char *api_check(const http_request *req);
 
+/* Answers status with {"error": why}; `why` is ours, never client bytes. */
+void api_refuse(conn *c, int status, const char *why);
+
 /* 1 when s is fit for a key or a room name: [A-Za-z0-9._:@-]{1,200}. */
 int api_valid_id(const char *s);
 

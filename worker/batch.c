@@ -801,24 +801,7 @@ static void park(batch *b, const char *why)
 	wk.m.malformed++;
 	log_error("entry %s (event id %s, %s) refused by the database and parked: %s", e->id,
 	          e->eid, e->event ? e->event : e->kind, why);
-	char key[300];
-	snprintf(key, sizeof(key), "%s:ingress:parked", wk.cfg.redis_prefix);
-	redis_argv a;
-	redis_argv_init(&a);
-	redis_arg_str(&a, "XADD");
-	redis_arg_str(&a, key);
-	redis_arg_str(&a, "MAXLEN");
-	redis_arg_str(&a, "~");
-	redis_arg_str(&a, "10000");
-	redis_arg_str(&a, "*");
-	redis_arg_str(&a, "stream");
-	redis_arg_str(&a, wk.shards[e->shard].stream);
-	redis_arg_str(&a, "id");
-	redis_arg_str(&a, e->id);
-	redis_arg_str(&a, "reason");
-	redis_arg_str(&a, why);
-	redis_send(wk.rc, NULL, NULL, &a);
-	ack(e);
+	shards_park(e->shard, e->id, why);
 	next_range(b);
 }
 

@@ -181,6 +181,34 @@ void shards_release_all(void)
 
 /* ---- reading ---- */
 
+void shards_park(int shard, const char *id, const char *reason)
+{
+	const char *stream = wk.shards[shard].stream;
+	char pk[300];
+	snprintf(pk, sizeof(pk), "%s:ingress:parked", wk.cfg.redis_prefix);
+	redis_argv a;
+	redis_argv_init(&a);
+	redis_arg_str(&a, "XADD");
+	redis_arg_str(&a, pk);
+	redis_arg_str(&a, "MAXLEN");
+	redis_arg_str(&a, "~");
+	redis_arg_str(&a, "10000");
+	redis_arg_str(&a, "*");
+	redis_arg_str(&a, "stream");
+	redis_arg_str(&a, stream);
+	redis_arg_str(&a, "id");
+	redis_arg_str(&a, id);
+	redis_arg_str(&a, "reason");
+	redis_arg_str(&a, reason);
+	redis_send(wk.rc, NULL, NULL, &a);
+	redis_argv_init(&a);
+	redis_arg_str(&a, "XACK");
+	redis_arg_str(&a, stream);
+	redis_arg_str(&a, WK_GROUP);
+	redis_arg_str(&a, id);
+	redis_send(wk.rc, NULL, NULL, &a);
+}
+
 static void batch_done(void)
 {
 	wk.batch_busy = 0;
@@ -208,19 +236,8 @@ static int collect(wk_shard *s, const redisReply *items, wk_entry **out, int *n,
 			                     : NULL;
 			log_warn("shard %d: malformed ingress entry %s parked in %s:ingress:parked",
 			         s->idx, id ? id : "?", wk.cfg.redis_prefix);
-			if (id) {
-				char pk[300];
-				snprintf(pk, sizeof(pk), "%s:ingress:parked", wk.cfg.redis_prefix);
-				const char *a1[] = {"XADD", pk,       "MAXLEN",  "~",  "10000",
-				                    "*",    "stream", s->stream, "id", id};
-				size_t l1[10];
-				for (int k = 0; k < 10; k++)
-					l1[k] = strlen(a1[k]);
-				redis_cmd(wk.rc, NULL, NULL, 10, a1, l1);
-				const char *a2[] = {"XACK", s->stream, WK_GROUP, id};
-				size_t l2[] = {4, strlen(s->stream), strlen(WK_GROUP), strlen(id)};
-				redis_cmd(wk.rc, NULL, NULL, 4, a2, l2);
-			}
+			if (id)
+				shards_park(s->idx, id, "malformed entry");
 			continue;
 		}
 		(*n)++;

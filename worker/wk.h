@@ -59,6 +59,9 @@ void shards_tick(void);
 void shards_release_all(void);
 /* Starts the next read or setup step if nothing is in flight. */
 void shards_pump(void);
+/* Sets entry `id` of `shard` aside in P:ingress:parked with the reason,
+ * and acknowledges it, so the shard moves on. */
+void shards_park(int shard, const char *id, const char *reason);
 /* A shard we may process entries of now (lease held and not expired). */
 int shard_usable(const wk_shard *s);
 
