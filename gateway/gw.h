@@ -54,13 +54,14 @@ extern gw_state gw;
 uint64_t gw_now(void);
 void gw_now_update(void);
 
-/* Re-arms the loop timer that drives the wheel after a wheel change. */
-void gw_wheel_kick(void);
+/* Makes the loop timer that drives the wheel wake by due_ms (monotonic ms
+ * of a timer just armed), or, with 0, at the wheel's next due tick. */
+void gw_wheel_kick(uint64_t due_ms);
 
 static inline void gw_timer_set(wheel_timer *t, uint64_t delay_ms)
 {
 	wheel_timer_set(&gw.wheel, t, gw_now(), delay_ms);
-	gw_wheel_kick();
+	gw_wheel_kick(gw_now() + delay_ms);
 }
 
 static inline void gw_timer_cancel(wheel_timer *t)

@@ -52,18 +52,38 @@ static void wheel_tick(evutil_socket_t fd, short what, void *arg)
 {
 	gw_now_update();
 	wheel_advance(&gw.wheel, gw_now());
-	gw_wheel_kick();
+	gw_wheel_kick(0);
 }
 
-void gw_wheel_kick(void)
+/* The loop's one timer wakes at wake_at. A timer armed for earlier than
+ * that moves the wake-up forward: without it, a 200 ms pong deadline
+ * armed while the loop slept towards a wake half a second away would fire
+ * late. */
+static uint64_t wake_at;
+
+void gw_wheel_kick(uint64_t due_ms)
 {
-	if (!gw.wheel_ev || event_pending(gw.wheel_ev, EV_TIMEOUT, NULL))
+	if (!gw.wheel_ev)
 		return;
-	int64_t ms = wheel_next_ms(&gw.wheel, gw_now());
-	if (ms < 0)
+	int pending = event_pending(gw.wheel_ev, EV_TIMEOUT, NULL);
+	if (pending && (due_ms == 0 || due_ms >= wake_at))
 		return;
+	uint64_t now = gw_now();
+	int64_t ms;
+	if (pending) {
+		/* Earlier than the planned wake-up: only the new timer can be
+		 * sooner. One tick more: a timer is due once its tick has passed. */
+		ms = (int64_t)(due_ms > now ? due_ms - now : 0) + WHEEL_TICK_MS;
+	} else {
+		/* Not planned (the wheel was empty, or its tick is running): the
+		 * wheel knows its next due tick, whichever timer that is. */
+		ms = wheel_next_ms(&gw.wheel, now);
+		if (ms < 0)
+			return;
+	}
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	event_add(gw.wheel_ev, &tv);
+	wake_at = now + (uint64_t)ms;
 }
 
 /* ---- listeners ---- */
