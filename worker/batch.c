@@ -218,8 +218,7 @@ static hctx *ctx(batch *b, int i)
 
 /* An `events` emit with update_db persists into the chat of its target
  * user (the chat's owner, as Open WebUI's emitter does), in one atomic
- * statement per event (worker/persist.c). Emits to rooms or sockets carry
- * no owner and are delivered only. */
+ * statement per event (worker/persist.c). */
 static void on_persisted(void *arg, const PGresult *res)
 {
 	hctx *c = arg;
@@ -285,11 +284,20 @@ static void persist_emit(batch *b, int i, pg_batch *pb)
 		persist_note(b, i, pb);
 		return;
 	}
-	if (!e->update_db || strcmp(e->event, "events") != 0 || strcmp(e->to_type, "user") != 0)
+	if (!e->update_db || strcmp(e->event, "events") != 0)
 		return;
+	/* The chat must belong to the user the event is for: to.user, or the
+	 * user of a user:{id} room. An emit to another room or to a socket
+	 * names no user; the producer (trusted with the API key) is taken at
+	 * its word and the chat is edited for whoever owns it. */
+	const char *owner = NULL;
+	if (strcmp(e->to_type, "user") == 0)
+		owner = e->to;
+	else if (strcmp(e->to_type, "room") == 0 && strncmp(e->to, "user:", 5) == 0)
+		owner = e->to + 5;
 	persist_stmt st = {0};
 	const char *err = NULL;
-	int rc = persist_events_stmt(e->eid, e->to, cJSON_GetArrayItem(e->args, 0), &st, &err);
+	int rc = persist_events_stmt(e->eid, owner, cJSON_GetArrayItem(e->args, 0), &st, &err);
 	if (rc < 0)
 		log_warn("emit %s not persisted: %s", e->eid, err);
 	if (rc == 0)
@@ -520,8 +528,28 @@ static void h_events_channel(batch *b, int i, pg_batch *pb)
 	}
 }
 
+/* Unread chats per folder of user u (catalogue 8.7) as a JSON object
+ * {folder_id: count} over all the user's folders: non-archived chats
+ * updated since they were last read and with no assistant message still
+ * running, each counted in its folder and every ancestor. Chat `read` is
+ * the one being marked read by the same statement, whose snapshot still
+ * shows it unread. The depth bound keeps a parent_id cycle finite. */
+#define FOLDER_UNREAD(u, read)                                                                     \
+	"(WITH RECURSIVE f AS (SELECT id, parent_id FROM folder WHERE user_id = " u "), "          \
+	"unread AS (SELECT c.folder_id AS fid FROM chat c WHERE c.user_id = " u " AND "            \
+	"c.folder_id IS NOT NULL AND c.id <> " read " AND NOT COALESCE(c.archived, false) AND "    \
+	"c.updated_at > COALESCE(c.last_read_at, 0) AND NOT EXISTS (SELECT 1 FROM chat_message m " \
+	"WHERE m.chat_id = c.id AND m.role = 'assistant' AND m.done = false)), "                   \
+	"up (anc, depth) AS (SELECT fid, 0 FROM unread UNION ALL SELECT f.parent_id, up.depth + "  \
+	"1 "                                                                                       \
+	"FROM up JOIN f ON f.id = up.anc WHERE f.parent_id IS NOT NULL AND up.depth < 64) "        \
+	"SELECT COALESCE(json_object_agg(f.id, (SELECT count(*) FROM up WHERE up.anc = f.id) "     \
+	"ORDER BY f.id), "                                                                         \
+	"'{}') FROM f)"
+
 /* events:chat last_read_at: the owner's chat is marked read and the user's
- * tabs get a chat:list event. */
+ * tabs get a chat:list event, with the folders' unread counts when the
+ * chat was unread until now. */
 static void on_chat_read(void *arg, const PGresult *res)
 {
 	hctx *c = arg;
@@ -535,6 +563,11 @@ static void on_chat_read(void *arg, const PGresult *res)
 		cJSON *dd = cJSON_AddObjectToObject(d, "data");
 		cJSON_AddStringToObject(dd, "chat_id", chat);
 		cJSON_AddNumberToObject(dd, "last_read_at", atof(PQgetvalue(res, 0, 0)));
+		if (!PQgetisnull(res, 0, 1)) {
+			cJSON *counts = cJSON_Parse(PQgetvalue(res, 0, 1));
+			if (counts)
+				cJSON_AddItemToObject(dd, "folder_unread_counts", counts);
+		}
 		char room[200];
 		snprintf(room, sizeof(room), "user:%s", e->user);
 		fanout_emit(&c->b->out, room, "events", o, NULL);
@@ -574,9 +607,12 @@ static void h_events_chat(batch *b, int i, pg_batch *pb)
 	             "AND jsonb_typeof(meta::jsonb -> 'cancel_on') = 'array' "
 	             "AND meta::jsonb -> 'cancel_on' ? 'chat.read' "
 	             "AND EXISTS (SELECT 1 FROM ev) AND EXISTS (SELECT 1 FROM chat p WHERE "
-	             "p.id = $4 AND p.user_id = $3)) "
+	             "p.id = $4 AND p.user_id = $3)), "
+	             "old AS (SELECT updated_at > COALESCE(last_read_at, 0) AS unread FROM chat "
+	             "WHERE id = $4 AND user_id = $3) "
 	             "UPDATE chat SET last_read_at = $5::bigint WHERE id = $4 AND user_id = $3 "
-	             "AND EXISTS (SELECT 1 FROM ev) RETURNING last_read_at",
+	             "AND EXISTS (SELECT 1 FROM ev) RETURNING last_read_at, "
+	             "CASE WHEN (SELECT unread FROM old) THEN " FOLDER_UNREAD("$3", "$4") " END",
 	             6, params, on_chat_read, ctx(b, i));
 }
 
@@ -618,12 +654,261 @@ static void h_join_note(batch *b, int i, pg_batch *pb)
 	    2, params, on_note, ctx(b, i));
 }
 
+/* ---- channel messages from producers ---- */
+
+/* A channel message as Open WebUI's MessageResponse (catalogue 3.2), built
+ * from row m: the author, the message it replies to (slim: its data
+ * collapsed to whether it has any), its thread's size and latest reply,
+ * and its reactions grouped by emoji in order of first use. */
+#define MESSAGE_RESPONSE(m)                                                                        \
+	"json_build_object('id', " m ".id, 'user_id', " m ".user_id, 'channel_id', " m             \
+	".channel_id, 'reply_to_id', " m ".reply_to_id, 'parent_id', " m                           \
+	".parent_id, 'is_pinned', " m ".is_pinned, 'pinned_by', " m ".pinned_by, 'pinned_at', " m  \
+	".pinned_at, 'content', " m ".content, 'data', " m ".data, 'meta', " m                     \
+	".meta, 'created_at', " m ".created_at, "                                                  \
+	"'updated_at', " m ".updated_at, "                                                         \
+	"'user', (SELECT json_build_object('id', u.id, 'name', u.name, 'role', u.role) FROM "      \
+	"\"user\" u WHERE u.id = " m ".user_id), "                                                 \
+	"'reply_to_message', (SELECT json_build_object('id', r.id, 'user_id', r.user_id, "         \
+	"'channel_id', r.channel_id, 'reply_to_id', r.reply_to_id, 'parent_id', r.parent_id, "     \
+	"'is_pinned', r.is_pinned, 'content', r.content, 'data', COALESCE(r.data::text NOT IN "    \
+	"('null', '{}'), false), 'meta', r.meta, 'created_at', r.created_at, 'updated_at', "       \
+	"r.updated_at, 'user', (SELECT json_build_object('id', u.id, 'name', u.name, 'role', "     \
+	"u.role) FROM \"user\" u WHERE u.id = r.user_id)) FROM message r WHERE r.id = " m          \
+	".reply_to_id), "                                                                          \
+	"'latest_reply_at', (SELECT max(t.created_at) FROM message t WHERE t.parent_id = " m       \
+	".id), 'reply_count', (SELECT count(*) FROM message t WHERE t.parent_id = " m ".id), "     \
+	"'reactions', COALESCE((SELECT json_agg(json_build_object('name', x.name, 'users', "       \
+	"x.users, "                                                                                \
+	"'count', x.n) ORDER BY x.first) FROM (SELECT r.name, json_agg(json_build_object('id', "   \
+	"r.user_id, 'name', u.name) ORDER BY r.created_at) AS users, count(*) AS n, "              \
+	"min(r.created_at) AS first FROM message_reaction r LEFT JOIN \"user\" u ON u.id = "       \
+	"r.user_id WHERE r.message_id = " m ".id GROUP BY r.name) x), '[]'))"
+
+/* The `events:channel` message:update that follows an edit: the message as
+ * it is now in the database, to everyone in the channel. */
+static void on_message_edited(void *arg, const PGresult *res)
+{
+	hctx *c = arg;
+	wk_entry *e = &c->b->e[c->i];
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		wk.m.effects++;
+		cJSON *msg = cJSON_Parse(PQgetvalue(res, 0, 0));
+		const char *cid = PQgetvalue(res, 0, 1);
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "channel_id", cid);
+		cJSON_AddStringToObject(o, "message_id", PQgetvalue(res, 0, 2));
+		cJSON *d = cJSON_AddObjectToObject(o, "data");
+		cJSON_AddStringToObject(d, "type", "message:update");
+		cJSON_AddItemToObject(d, "data", msg ? msg : cJSON_CreateNull());
+		char room[300];
+		snprintf(room, sizeof(room), "channel:%s", cid);
+		fanout_emit(&c->b->out, room, "events:channel", o, NULL);
+		cJSON_Delete(o);
+	} else if (res) {
+		log_info("emit %s: channel message not updated (no such message in the channel, "
+		         "or already applied)",
+		         e->eid);
+	}
+	free(c);
+}
+
+/* Edits message `mid` of channel `cid`: content replaced when given, data
+ * and meta merged shallowly with the given objects, updated_at = now (ns);
+ * one statement recorded in tidings_event, answering the new
+ * MessageResponse. */
+static void message_edit(batch *b, int i, pg_batch *pb, const char *cid, const char *mid,
+                         const char *content, const cJSON *data, const cJSON *meta)
+{
+	wk_entry *e = &b->e[i];
+	char *djson = data ? cJSON_PrintUnformatted(data) : NULL;
+	char *mjson = meta ? cJSON_PrintUnformatted(meta) : NULL;
+	char when[24];
+	snprintf(when, sizeof(when), "%lld", (long long)now_ns());
+	const char *params[8] = {e->eid, "emit channel message", cid, mid, content, djson, mjson,
+	                         when};
+	pg_batch_add(pb,
+	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+	             "ON CONFLICT DO NOTHING RETURNING id), "
+	             "m AS (UPDATE message SET content = COALESCE($5, content), "
+	             "data = CASE WHEN $6::jsonb IS NULL THEN data ELSE "
+	             "(CASE WHEN json_typeof(data) = 'object' THEN data::jsonb ELSE '{}' END "
+	             "|| $6::jsonb)::json END, "
+	             "meta = CASE WHEN $7::jsonb IS NULL THEN meta ELSE "
+	             "(CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb ELSE '{}' END "
+	             "|| $7::jsonb)::json END, "
+	             "updated_at = $8::bigint WHERE id = $4 AND channel_id = $3 "
+	             "AND EXISTS (SELECT 1 FROM ev) RETURNING *) "
+	             "SELECT " MESSAGE_RESPONSE("m") ", m.channel_id, m.id FROM m",
+	             8, params, on_message_edited, ctx(b, i));
+	free(djson);
+	free(mjson);
+}
+
+/* Channel mode (catalogue 3.3): an `events` emit whose chat_id is
+ * channel:{cid} is an AI reply streaming into channel message message_id.
+ * chat:completion replaces the message's content and data.output and, on
+ * done, sets meta.done; chat:message:error makes the content "Error: ..."
+ * and finishes it. Each such update rewrites the message row and sends
+ * the channel the message as it now is; other types are dropped. As in
+ * Open WebUI the row is written whatever update_db says (the message is
+ * where a channel reply lives), and updates short of done are throttled
+ * to one per message every 150 ms: each carries the whole reply so far, so
+ * the next one, or done, supersedes what was skipped. */
+#define CHANNEL_THROTTLE_MS 150
+
+static void channel_mode(batch *b, int i, pg_batch *pb, const cJSON *data, const char *cid)
+{
+	wk_entry *e = &b->e[i];
+	const char *mid =
+	    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "message_id"));
+	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(data, "data");
+	const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "type"));
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(ev, "data");
+	if (!mid || !*mid || !*cid || !type)
+		return;
+	const char *content = NULL;
+	char *owned = NULL;
+	cJSON *patch = NULL, *meta = NULL;
+	int done;
+	if (strcmp(type, "chat:completion") == 0) {
+		content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "content"));
+		const cJSON *output = cJSON_GetObjectItemCaseSensitive(d, "output");
+		if (cJSON_IsArray(output)) {
+			patch = cJSON_CreateObject();
+			cJSON_AddItemToObject(patch, "output", cJSON_Duplicate(output, 1));
+		}
+		done = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "done"));
+	} else if (strcmp(type, "chat:message:error") == 0) {
+		const cJSON *err = cJSON_GetObjectItemCaseSensitive(d, "error");
+		const char *msg =
+		    cJSON_IsString(err)
+		        ? err->valuestring
+		        : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(err, "content"));
+		size_t n = strlen(msg ? msg : "") + 8;
+		owned = malloc(n);
+		snprintf(owned, n, "Error: %s", msg ? msg : "");
+		content = owned;
+		done = 1;
+	} else {
+		log_debug("emit %s: %s to a channel chat is not sent (channel mode)", e->eid, type);
+		return;
+	}
+	if (!done && coalesced("cm", cid, mid, CHANNEL_THROTTLE_MS)) {
+		cJSON_Delete(patch);
+		return;
+	}
+	if (done) {
+		meta = cJSON_CreateObject();
+		cJSON_AddTrueToObject(meta, "done");
+	}
+	if (content || patch || meta)
+		message_edit(b, i, pb, cid, mid, content, patch, meta);
+	cJSON_Delete(patch);
+	cJSON_Delete(meta);
+	free(owned);
+}
+
+/* `events:channel` from a producer with update_db: a new message is
+ * inserted (and, in a standard channel, its author becomes a member, as
+ * posting does in Open WebUI), an edit goes through message_edit, a
+ * deletion removes the message, its reactions and its thread. All in the
+ * same exactly-once statement form. Returns 1 when the fan-out is left to
+ * the statement's result (edits, which send the stored message). */
+static int persist_channel(batch *b, int i, pg_batch *pb, const cJSON *data)
+{
+	wk_entry *e = &b->e[i];
+	const char *cid =
+	    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "channel_id"));
+	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(data, "data");
+	const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "type"));
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "data");
+	const char *mid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "id"));
+	if (!mid)
+		mid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "message_id"));
+	if (!cid || !type || !mid || !cJSON_IsObject(m))
+		return 0;
+	const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "content"));
+	const cJSON *mdata = cJSON_GetObjectItemCaseSensitive(m, "data");
+	const cJSON *mmeta = cJSON_GetObjectItemCaseSensitive(m, "meta");
+	if (!cJSON_IsObject(mdata))
+		mdata = NULL;
+	if (!cJSON_IsObject(mmeta))
+		mmeta = NULL;
+	if (strcmp(type, "message:update") == 0) {
+		message_edit(b, i, pb, cid, mid, content, mdata, mmeta);
+		return 1;
+	}
+	char now[24];
+	snprintf(now, sizeof(now), "%lld", (long long)now_ns());
+	if (strcmp(type, "message") == 0) {
+		const char *author =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "user_id"));
+		const char *reply =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "reply_to_id"));
+		const char *parent =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "parent_id"));
+		const cJSON *created = cJSON_GetObjectItemCaseSensitive(m, "created_at");
+		char when[24];
+		snprintf(when, sizeof(when), "%lld",
+		         cJSON_IsNumber(created) && created->valuedouble > 0
+		             ? (long long)created->valuedouble
+		             : (long long)now_ns());
+		char *djson = mdata ? cJSON_PrintUnformatted(mdata) : NULL;
+		char *mjson = mmeta ? cJSON_PrintUnformatted(mmeta) : NULL;
+		const char *params[11] = {e->eid, "emit channel message",
+		                          cid,    mid,
+		                          author, reply,
+		                          parent, content,
+		                          djson,  mjson,
+		                          when};
+		pg_batch_add(
+		    pb,
+		    "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+		    "ON CONFLICT DO NOTHING RETURNING id), "
+		    "ins AS (INSERT INTO message (id, user_id, channel_id, reply_to_id, parent_id, "
+		    "content, data, meta, created_at, updated_at) SELECT $4, $5, $3, $6, $7, "
+		    "COALESCE($8, ''), $9::json, $10::json, $11::bigint, $11::bigint "
+		    "WHERE EXISTS (SELECT 1 FROM ev) ON CONFLICT (id) DO NOTHING RETURNING id) "
+		    "INSERT INTO channel_member (id, channel_id, user_id, status, is_active, "
+		    "last_read_at, joined_at, created_at, updated_at) SELECT "
+		    "gen_random_uuid()::text, "
+		    "$3, $5, 'joined', true, $11::bigint, $11::bigint, $11::bigint, $11::bigint "
+		    "WHERE $5 IS NOT NULL AND EXISTS (SELECT 1 FROM ins) AND EXISTS (SELECT 1 FROM "
+		    "channel c WHERE c.id = $3 AND COALESCE(c.type, '') NOT IN ('group', 'dm')) "
+		    "AND NOT EXISTS (SELECT 1 FROM channel_member cm WHERE cm.channel_id = $3 AND "
+		    "cm.user_id = $5)",
+		    11, params, on_persisted, ctx(b, i));
+		free(djson);
+		free(mjson);
+	} else if (strcmp(type, "message:delete") == 0) {
+		const char *params[4] = {e->eid, "emit channel message", cid, mid};
+		pg_batch_add(
+		    pb,
+		    "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+		    "ON CONFLICT DO NOTHING RETURNING id), "
+		    "gone AS (DELETE FROM message WHERE (id = $4 OR parent_id = $4) AND "
+		    "channel_id = $3 AND EXISTS (SELECT 1 FROM ev) RETURNING id) "
+		    "DELETE FROM message_reaction WHERE message_id IN (SELECT id FROM gone)",
+		    4, params, on_persisted, ctx(b, i));
+	}
+	return 0;
+}
+
 /* A producer's emit: delivered to its target; `events` with update_db are
  * persisted in the same transaction as the rest of the batch. */
 static void h_emit(batch *b, int i, pg_batch *pb)
 {
 	wk_entry *e = &b->e[i];
 	const cJSON *data = cJSON_GetArrayItem(e->args, 0);
+	const char *chat = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "chat_id"));
+	if (strcmp(e->event, "events") == 0 && chat && strncmp(chat, "channel:", 8) == 0) {
+		channel_mode(b, i, pb, data, chat + 8);
+		return;
+	}
+	if (e->update_db && strcmp(e->event, "events:channel") == 0 &&
+	    persist_channel(b, i, pb, data))
+		return;
 	if (strcmp(e->to_type, "sid") == 0) {
 		fanout_emit_sid(&b->out, e->to, e->event, data);
 	} else {

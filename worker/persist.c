@@ -137,7 +137,7 @@
 	"WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1::text, $2::text) " \
 		"ON CONFLICT DO NOTHING RETURNING id), " \
 	"cur AS (SELECT c.id, c.user_id, c.chat::text AS t FROM chat c " \
-		"WHERE c.id = $3::text AND c.user_id = $4::text AND EXISTS (SELECT 1 FROM ev) " \
+		"WHERE c.id = $3::text AND c.user_id = COALESCE($4::text, c.user_id) AND EXISTS (SELECT 1 FROM ev) " \
 		"FOR NO KEY UPDATE), " \
 	"ed AS (SELECT cur.id, cur.user_id, x.e IS NULL AS created, n.j, " \
 		"n.j #> ARRAY['history', 'messages', $5::text] AS m FROM cur, " \
@@ -340,7 +340,7 @@ int persist_events_stmt(const char *eid, const char *user_id, const cJSON *data,
 	const char *chat = NULL, *mid = NULL, *sql = NULL;
 	char *p6 = NULL;
 	memset(st, 0, sizeof(*st));
-	if (!id_ok(eid) || !id_ok(user_id)) {
+	if (!id_ok(eid) || (user_id && !id_ok(user_id))) {
 		*err = "event id and user id must be 1-" ID_MAX_STR " bytes of valid UTF-8";
 		return -1;
 	}
@@ -377,11 +377,11 @@ int persist_events_stmt(const char *eid, const char *user_id, const cJSON *data,
 	st->values[0] = strdup(eid);
 	st->values[1] = strdup(kind);
 	st->values[2] = strdup(chat);
-	st->values[3] = strdup(user_id);
+	st->values[3] = user_id ? strdup(user_id) : NULL;
 	st->values[4] = strdup(mid);
 	st->values[5] = p6;
 	for (int i = 0; i < st->nparams; i++) {
-		if (!st->values[i]) {
+		if (!st->values[i] && !(i == 3 && !user_id)) {
 			persist_stmt_dispose(st);
 			*err = "out of memory";
 			return -1;

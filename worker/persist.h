@@ -66,7 +66,8 @@ typedef struct persist_stmt {
 /* Builds the statement applying one `events` update with update_db.
  *
  * eid is the event id (the idempotency key), user_id the user the event is
- * emitted for (it must own the chat), data the emitted argument
+ * emitted for (it must own the chat; NULL: whoever owns it), data the
+ * emitted argument
  * {chat_id, message_id, data: {type, data}}. Nothing is kept: the strings
  * are copied into *st.
  *

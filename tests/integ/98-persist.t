@@ -41,6 +41,15 @@ check "files set" wait_until 10 bash -c "[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U
 is "$(sql "SELECT status_history::jsonb #>> '{0,description}' FROM chat_message WHERE id='chat1-m1'")" searching "status mirrored into chat_message.status_history"
 is "$(sql "SELECT content::jsonb #>> '{}' FROM chat_message WHERE id='chat1-m1'")" "Hi there" "content mirrored into chat_message"
 
+# addressed to a socket or to the user's room: persisted for the chat's owner
+SA=$(client_sid a)
+is "$(post "{\"event\":\"events\",\"to\":{\"sid\":\"$SA\"},\"update_db\":true,\"data\":{\"chat_id\":\"chat1\",\"message_id\":\"m1\",\"data\":{\"type\":\"status\",\"data\":{\"description\":\"via-sid\"}}}}")" 202 "status emitted to a socket"
+is "$(post "$(ev u1 chat1 status '{"description":"via-room"}' | sed 's/{"user":"u1"}/{"room":"user:u1"}/')")" 202 "status emitted to the room user:u1"
+for w in via-sid via-room; do
+	check "the emit $w is persisted" wait_until 10 bash -c "psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT chat::text FROM chat WHERE id='chat1'\" | grep -q $w"
+done
+check "and delivered to the socket" client_wait_q a "ev('events').some(x => x[0].data.data.description === 'via-sid')" 10
+
 # another user's chat: delivered to that user, nothing written
 before=$(sql "SELECT md5(chat::text) FROM chat WHERE id='chat1'")
 is "$(post "$(ev u2 chat1 status '{"description":"forged"}')")" 202 "emit naming another user's chat accepted (delivery only)"

@@ -292,8 +292,11 @@ static void test_build(void)
 	cJSON *d = cJSON_Parse("{\"chat_id\":\"c\",\"message_id\":\"m\",\"data\":{\"type\":"
 	                       "\"status\"}}");
 	is_int(persist_events_stmt("", "u", d, &st, &err), -1, "an empty event id is refused");
-	is_int(persist_events_stmt("e", NULL, d, &st, &err), -1, "a missing user is refused");
+	is_int(persist_events_stmt("e", "", d, &st, &err), -1, "an empty user is refused");
 	ok(st.sql == NULL && st.values[0] == NULL, "a refusal leaves the statement zeroed");
+	is_int(persist_events_stmt("e", NULL, d, &st, &err), 0, "no user: built");
+	ok(st.values[3] == NULL && st.values[4] != NULL, "the owner parameter is NULL");
+	persist_stmt_dispose(&st);
 	is_int(persist_events_stmt("e", "u", d, &st, &err), 0, "built");
 	is_int(st.nparams, 6, "six parameters");
 	is_str(st.values[1], "events status", "kind names the event and type");
@@ -360,6 +363,12 @@ static void test_status(void)
 	SQL_IS("2", "the event ids were recorded",
 	       "SELECT count(*) FROM tidings_event WHERE kind = $1", "events status", NULL, NULL);
 
+	is_int(apply_ev("s2b", NULL, "c2", "m2", "status", "{\"done\":true}"), 1,
+	       "no user named: applied to the chat, whoever owns it");
+	SQL_IS("1", "c2 (of u2) got the status",
+	       "SELECT json_array_length(chat #> '{history,messages,m2,statusHistory}') FROM chat "
+	       "WHERE id = $1",
+	       "c2", NULL, NULL);
 	is_int(apply_ev("s3", "u1", "c1", "m9", "status", "{\"done\":true}"), 0,
 	       "status to a missing message: no row");
 	SQL_IS("f", "no message was created",
