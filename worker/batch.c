@@ -419,6 +419,16 @@ static const authz_entry *authz_get(const char *user, const char *channel)
 	return a->hash == h && wk_now() < a->until ? a : NULL;
 }
 
+/* Forgets a decision that a change made through this worker has made
+ * stale. (Another worker's copy still lives out its TTL.) */
+static void authz_drop(const char *user, const char *channel)
+{
+	uint64_t h;
+	authz_entry *a = authz_slot(user, channel, &h);
+	if (a->hash == h)
+		a->until = 0;
+}
+
 static void authz_put(const char *user, const char *channel, int allowed, const char *name,
                       const char *role)
 {
@@ -854,6 +864,8 @@ static int persist_channel(batch *b, int i, pg_batch *pb, const cJSON *data)
 		         cJSON_IsNumber(created) && created->valuedouble > 0
 		             ? (long long)created->valuedouble
 		             : (long long)now_ns());
+		if (author)
+			authz_drop(author, cid); /* posting may make the author a member */
 		char *djson = mdata ? cJSON_PrintUnformatted(mdata) : NULL;
 		char *mjson = mmeta ? cJSON_PrintUnformatted(mmeta) : NULL;
 		const char *params[11] = {e->eid, "emit channel message",
