@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/rand.h"
 #include "emit.h"
@@ -114,7 +115,7 @@ void call_route(conn *c, const http_request *req, slice body)
 		api_refuse(c, *gw.cfg.api_key ? 401 : 403, why);
 		return;
 	}
-	cJSON *doc = cJSON_ParseWithLength(body.base, body.len);
+	cJSON *doc = json_parse(body.base, body.len);
 	const cJSON *sid = cJSON_GetObjectItemCaseSensitive(doc, "sid");
 	const cJSON *event = cJSON_GetObjectItemCaseSensitive(doc, "event");
 	const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
@@ -144,7 +145,7 @@ void call_route(conn *c, const http_request *req, slice body)
 	p->sid = strdup(sid->valuestring);
 	p->user = user ? strdup(user->valuestring) : NULL;
 	p->event = strdup(event ? event->valuestring : "events");
-	p->data = data ? cJSON_PrintUnformatted(data) : strdup("null");
+	p->data = data ? json_print(data) : strdup("null");
 	p->c = c;
 	uint64_t ms = timeout ? (uint64_t)timeout->valuedouble : (uint64_t)gw.cfg.call_timeout_ms;
 	cJSON_Delete(doc);

@@ -8,6 +8,7 @@
 
 #include "bus.h"
 #include "common/ident.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/rand.h"
 #include "gw.h"
@@ -80,7 +81,7 @@ void emit_route(conn *c, const http_request *req, slice body)
 		api_refuse(c, *gw.cfg.api_key ? 401 : 403, denied);
 		return;
 	}
-	cJSON *doc = cJSON_ParseWithLength(body.base, body.len);
+	cJSON *doc = json_parse(body.base, body.len);
 	if (!cJSON_IsObject(doc)) {
 		cJSON_Delete(doc);
 		api_refuse(c, 400, "body must be a JSON object");
@@ -125,7 +126,7 @@ void emit_route(conn *c, const http_request *req, slice body)
 		rand_id(rnd, 22);
 		snprintf(r->id, sizeof(r->id), "emit-%s", rnd);
 	}
-	char *djson = data ? cJSON_PrintUnformatted(data) : strdup("null");
+	char *djson = data ? json_print(data) : strdup("null");
 	/* Events about one chat keep their order: they share its shard. */
 	char skey[MAX_NAME + 16];
 	const cJSON *chat = cJSON_GetObjectItemCaseSensitive(data, "chat_id");

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "common/json.h"
+
 static int fail(const char **err, const char *why)
 {
 	if (err)
@@ -461,18 +463,7 @@ cJSON *sio_parse_data(const sio_packet *pkt)
 {
 	if (pkt->data.len == 0)
 		return NULL;
-	const char *end = NULL;
-	cJSON *tree = cJSON_ParseWithLengthOpts(pkt->data.base, pkt->data.len, &end, 0);
-	if (!tree)
-		return NULL;
-	/* cJSON stops right after the value; only whitespace may follow. */
-	size_t used = (size_t)(end - pkt->data.base);
-	const unsigned char *p = (const unsigned char *)pkt->data.base;
-	if (skip_ws(p, pkt->data.len, used) != pkt->data.len) {
-		cJSON_Delete(tree);
-		return NULL;
-	}
-	return tree;
+	return json_parse(pkt->data.base, pkt->data.len);
 }
 
 /*

@@ -8,6 +8,7 @@
 #include "bus.h"
 #include "call.h"
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/jwt.h"
 #include "common/log.h"
 #include "common/rand.h"
@@ -160,7 +161,7 @@ static int call_acked(sio_sock *s, int64_t ack, cJSON *args)
 		*pp = c->next;
 		/* One argument answers with its value, several with the list. */
 		cJSON *v = cJSON_GetArraySize(args) == 1 ? cJSON_GetArrayItem(args, 0) : args;
-		char *json = cJSON_PrintUnformatted(v);
+		char *json = json_print(v);
 		call_answer(c, slice_cstr(json ? json : "null"), NULL);
 		free(json);
 		call_free_one(c);
@@ -381,9 +382,9 @@ static void on_connect(sio_client *cl, const sio_packet *pk)
 	snprintf(p->nsp, sizeof(p->nsp), "%s", nsp);
 	cJSON *auth = NULL;
 	if (pk->data.len)
-		auth = cJSON_ParseWithLength(pk->data.base, pk->data.len);
+		auth = json_parse(pk->data.base, pk->data.len);
 	if (auth && conformance)
-		p->auth_json = cJSON_PrintUnformatted(auth);
+		p->auth_json = json_print(auth);
 	start_auth(cl, p, cJSON_GetObjectItemCaseSensitive(auth, "token"));
 	cJSON_Delete(auth);
 }
@@ -413,7 +414,7 @@ static void shard_key(const cJSON *arg0, const sio_sock *s, char *out, size_t ca
 static void conformance_event(sio_sock *s, const char *name, cJSON *args, int64_t id, uint32_t natt,
                               const slice *att)
 {
-	char *txt = cJSON_PrintUnformatted(args);
+	char *txt = json_print(args);
 	buf b;
 	buf_init(&b, 0);
 	if (strcmp(name, "message") == 0) {
@@ -475,7 +476,7 @@ static void dispatch_event(sio_client *cl, const sio_packet *pk, const slice *at
 		log_debug("eio=%s event for unconnected namespace dropped", cl->e->sid);
 		return;
 	}
-	cJSON *data = cJSON_ParseWithLength(pk->data.base, pk->data.len);
+	cJSON *data = json_parse(pk->data.base, pk->data.len);
 	const char *err = NULL;
 	if (!data || (natt && sio_check_placeholders(data, natt, &err) < 0)) {
 		gw.m.closed_bad_input++;
@@ -499,7 +500,7 @@ static void dispatch_event(sio_client *cl, const sio_packet *pk, const slice *at
 		cJSON *arg0 = cJSON_GetArrayItem(data, 0);
 		cJSON *copy = cJSON_Duplicate(data, 1);
 		scrub(cJSON_GetArrayItem(copy, 0));
-		char *txt = cJSON_PrintUnformatted(copy);
+		char *txt = json_print(copy);
 		on_user_join(s, arg0, txt, pk->id);
 		free(txt);
 		cJSON_Delete(copy);
@@ -510,7 +511,7 @@ static void dispatch_event(sio_client *cl, const sio_packet *pk, const slice *at
 		char key[256];
 		shard_key(arg0, s, key, sizeof(key));
 		scrub(arg0);
-		char *txt = cJSON_PrintUnformatted(data);
+		char *txt = json_print(data);
 		if (is_ack)
 			bus_ingress(s, "ack", SLICE_NULL, slice_cstr(txt), pk->id, att, natt,
 			            slice_cstr(key));
@@ -698,7 +699,7 @@ static void on_message(eio_sock *e, slice data, int binary)
 	if (pk.attachments) {
 		/* Placeholders are checked now, before any attachment is buffered:
 		 * a packet that can never be valid costs nothing more. */
-		cJSON *tree = cJSON_ParseWithLength(pk.data.base, pk.data.len);
+		cJSON *tree = json_parse(pk.data.base, pk.data.len);
 		int bad = !tree || sio_check_placeholders(tree, pk.attachments, &err) < 0;
 		cJSON_Delete(tree);
 		if (bad) {
@@ -832,7 +833,7 @@ int sio_leave(slice sid, slice name)
 int sio_sync_rooms(slice sid, slice prefix, slice rooms_json)
 {
 	sio_sock *s = map_get(&gw.sio_by_sid, sid);
-	cJSON *want = cJSON_ParseWithLength(rooms_json.base, rooms_json.len);
+	cJSON *want = json_parse(rooms_json.base, rooms_json.len);
 	if (!s || !cJSON_IsArray(want) || prefix.len == 0) {
 		cJSON_Delete(want);
 		return -1;

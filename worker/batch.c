@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "fanout.h"
 #include "persist.h"
@@ -85,7 +86,7 @@ int entry_decode(wk_entry *e, int shard, const redisReply *item)
 	if (e->data) {
 		/* A client event's data is its argument list; an emit's is its
 		 * one argument, kept as a one-element list for the same access. */
-		cJSON *d = cJSON_Parse(e->data);
+		cJSON *d = json_parse(e->data, strlen(e->data));
 		if (emit && d) {
 			e->args = cJSON_CreateArray();
 			cJSON_AddItemToArray(e->args, d);
@@ -139,6 +140,23 @@ static int64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* A timestamp from a payload as SQL bigint text: the number exactly as it
+ * was written when it is a plain positive integer (nanosecond times are
+ * past 2^53, where a double loses digits), else its value, else now (ns). */
+static void time_text(char out[24], const cJSON *v)
+{
+	size_t n = cJSON_IsNumber(v) && v->valuestring ? strlen(v->valuestring) : 0;
+	if (n && (n < 19 || (n == 19 && strcmp(v->valuestring, "9223372036854775807") <= 0)) &&
+	    strspn(v->valuestring, "0123456789") == n && v->valuestring[0] != '0') {
+		snprintf(out, 24, "%s", v->valuestring);
+		return;
+	}
+	if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 9.2e18)
+		snprintf(out, 24, "%lld", (long long)v->valuedouble);
+	else
+		snprintf(out, 24, "%lld", (long long)now_ns());
 }
 
 /* Writes that only move a timestamp forward (heartbeat, read markers) are
@@ -247,12 +265,10 @@ static void persist_note(batch *b, int i, pg_batch *pb)
 		         e->eid);
 		return;
 	}
-	char *djson = data ? cJSON_PrintUnformatted(data) : NULL;
-	char *mjson = meta ? cJSON_PrintUnformatted(meta) : NULL;
+	char *djson = data ? json_print(data) : NULL;
+	char *mjson = meta ? json_print(meta) : NULL;
 	char when[24];
-	snprintf(when, sizeof(when), "%lld",
-	         cJSON_IsNumber(upd) && upd->valuedouble > 0 ? (long long)upd->valuedouble
-	                                                     : (long long)now_ns());
+	time_text(when, upd);
 	const char *params[7] = {e->eid,
 	                         "emit events:note",
 	                         id->valuestring,
@@ -328,7 +344,7 @@ static void on_user_channels(void *arg, const PGresult *res)
 	}
 	/* The socket's channel rooms become exactly the channels the user may
 	 * see now: new ones joined, revoked ones left. */
-	cJSON *ids = cJSON_Parse(PQgetvalue(res, 0, 2));
+	cJSON *ids = json_parse(PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
 	cJSON *rooms = cJSON_CreateArray();
 	const cJSON *id;
 	cJSON_ArrayForEach(id, ids)
@@ -574,7 +590,8 @@ static void on_chat_read(void *arg, const PGresult *res)
 		cJSON_AddStringToObject(dd, "chat_id", chat);
 		cJSON_AddNumberToObject(dd, "last_read_at", atof(PQgetvalue(res, 0, 0)));
 		if (!PQgetisnull(res, 0, 1)) {
-			cJSON *counts = cJSON_Parse(PQgetvalue(res, 0, 1));
+			cJSON *counts =
+			    json_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
 			if (counts)
 				cJSON_AddItemToObject(dd, "folder_unread_counts", counts);
 		}
@@ -703,7 +720,7 @@ static void on_message_edited(void *arg, const PGresult *res)
 	wk_entry *e = &c->b->e[c->i];
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 		wk.m.effects++;
-		cJSON *msg = cJSON_Parse(PQgetvalue(res, 0, 0));
+		cJSON *msg = json_parse(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
 		const char *cid = PQgetvalue(res, 0, 1);
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "channel_id", cid);
@@ -731,8 +748,8 @@ static void message_edit(batch *b, int i, pg_batch *pb, const char *cid, const c
                          const char *content, const cJSON *data, const cJSON *meta)
 {
 	wk_entry *e = &b->e[i];
-	char *djson = data ? cJSON_PrintUnformatted(data) : NULL;
-	char *mjson = meta ? cJSON_PrintUnformatted(meta) : NULL;
+	char *djson = data ? json_print(data) : NULL;
+	char *mjson = meta ? json_print(meta) : NULL;
 	char when[24];
 	snprintf(when, sizeof(when), "%lld", (long long)now_ns());
 	const char *params[8] = {e->eid, "emit channel message", cid, mid, content, djson, mjson,
@@ -860,14 +877,11 @@ static int persist_channel(batch *b, int i, pg_batch *pb, const cJSON *data)
 		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "parent_id"));
 		const cJSON *created = cJSON_GetObjectItemCaseSensitive(m, "created_at");
 		char when[24];
-		snprintf(when, sizeof(when), "%lld",
-		         cJSON_IsNumber(created) && created->valuedouble > 0
-		             ? (long long)created->valuedouble
-		             : (long long)now_ns());
+		time_text(when, created);
 		if (author)
 			authz_drop(author, cid); /* posting may make the author a member */
-		char *djson = mdata ? cJSON_PrintUnformatted(mdata) : NULL;
-		char *mjson = mmeta ? cJSON_PrintUnformatted(mmeta) : NULL;
+		char *djson = mdata ? json_print(mdata) : NULL;
+		char *mjson = mmeta ? json_print(mmeta) : NULL;
 		const char *params[11] = {e->eid, "emit channel message",
 		                          cid,    mid,
 		                          author, reply,

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "wk.h"
 
@@ -93,7 +94,7 @@ static char *event_packet(const char *event, const cJSON *data)
 	cJSON *arr = cJSON_CreateArray();
 	cJSON_AddItemToArray(arr, cJSON_CreateString(event));
 	cJSON_AddItemToArray(arr, cJSON_Duplicate(data, 1));
-	char *json = cJSON_PrintUnformatted(arr);
+	char *json = json_print(arr);
 	cJSON_Delete(arr);
 	size_t n = strlen(json);
 	char *pkt = malloc(n + 2);
@@ -122,7 +123,7 @@ void fanout_ack(fanout_list *l, const char *gw, const char *sid, const char *nsp
 	o->target = strdup(sid);
 	cJSON *arr = cJSON_CreateArray();
 	cJSON_AddItemToArray(arr, cJSON_Duplicate(arg, 1));
-	char *json = cJSON_PrintUnformatted(arr);
+	char *json = json_print(arr);
 	cJSON_Delete(arr);
 	buf b;
 	buf_init(&b, 0);
@@ -154,7 +155,7 @@ void fanout_sync(fanout_list *l, const char *gw, const char *sid, const char *pr
 	o->gw = strdup(gw);
 	o->target = strdup(sid);
 	o->room = strdup(prefix);
-	o->pkt = cJSON_PrintUnformatted(rooms);
+	o->pkt = json_print(rooms);
 }
 
 void fanout_join(fanout_list *l, const char *gw, const char *sid, const char *room)

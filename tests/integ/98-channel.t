@@ -83,12 +83,15 @@ is "$(post "$(chan nosuch chat:completion '{"content":"x","done":true}')")" 202 
 
 # ---- events:channel with update_db
 ch() { printf '{"event":"events:channel","to":{"room":"channel:cstd"},"update_db":true,"id":"%s","data":{"channel_id":"cstd","message_id":"%s","data":{"type":"%s","data":%s}}}' "$1" "$2" "$3" "$4"; }
-NEW='{"id":"msg3","user_id":"u2","channel_id":"cstd","content":"hi all","data":{"files":[]},"meta":{},"temp_id":"t1","created_at":1700000000000000000}'
+NEW='{"id":"msg3","user_id":"u2","channel_id":"cstd","content":"hi all","data":{"files":[]},"meta":{},"temp_id":"t1","created_at":1700000000123456789,"ts":1795951088527890,"r":1.5e300}'
 is "$(post "$(ch e1 msg3 message "$NEW")")" 202 "a new message emitted"
 is "$(post "$(ch e1 msg3 message "$NEW")")" 202 "the same event again"
 check "the message is delivered as sent" client_wait_q a "ev('events:channel').some(x => x[0].data.type === 'message' && x[0].data.data.temp_id === 't1')" 10
 check "the message row is inserted" wait_until 10 bash -c \
-	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT content || '|' || user_id || '|' || created_at FROM message WHERE id='msg3'\")\" = 'hi all|u2|1700000000000000000' ]"
+	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT content || '|' || user_id || '|' || created_at FROM message WHERE id='msg3'\")\" = 'hi all|u2|1700000000123456789' ]"
+check "python-socketio gets the numbers exactly as emitted (no float, no rounding)" \
+	has_lines py '"created_at":1700000000123456789,"ts":1795951088527890,"r":1.5e+300'
+is "$(grep -c 'e+15\|e+18' "$TMP/py.out")" 0 "no integer reached a client in exponent form"
 is "$(sql "SELECT count(*) || '|' || min(status) || '|' || bool_and(is_active)::text FROM channel_member WHERE channel_id='cstd' AND user_id='u2'")" "1|joined|true" "its author became a member of the standard channel, once"
 
 is "$(post "$(ch e2 msg3 message:update '{"id":"msg3","content":"hi everyone","meta":{"edited":true}}')")" 202 "an edit emitted"
