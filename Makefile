@@ -55,6 +55,13 @@ build/tidingsctl: $(CTL_SRC:%.c=$(OBJ)/%.o) $(OBJ)/libtidings.a
 	$(CC) -o $@ $^ $(PKG_LIBS)
 build/tidings-worker: $(WORKER_SRC:%.c=$(OBJ)/%.o) $(OBJ)/libtidings.a
 	$(CC) -o $@ $^ $(PKG_LIBS)
+# The load generator (tests/bench/): Socket.IO clients and an emit producer
+# that measure a server, any server keeping the contract of tests/bench/peers/.
+BENCH_SRC := $(wildcard tests/bench/*.c)
+build/tidings-loadgen: $(BENCH_SRC:%.c=$(OBJ)/%.o) $(OBJ)/libtidings.a
+	$(CC) -o $@ $^ $(PKG_LIBS)
+.PHONY: bench-build
+bench-build: build/tidings-loadgen
 $(ASAN)/tidings-worker: $(WORKER_SRC:%.c=$(ASAN)/%.o) $(ASAN)/libtidings.a
 	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 $(ASAN)/tidings-gateway: $(ASAN)/gateway/main.o $(ASAN)/libtidings.a
@@ -98,7 +105,7 @@ build/fuzz/%: tests/fuzz/%.c build/fuzzobj/libtidings.a
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS)
 
-test-build: $(BINS) $(ASAN_BINS) $(UNIT_BINS) $(FUZZ_BINS)
+test-build: $(BINS) $(ASAN_BINS) $(UNIT_BINS) $(FUZZ_BINS) build/tidings-loadgen
 
 unit: $(UNIT_BINS) $(FUZZ_BINS)
 	prove -e '' $(UNIT_BINS) tests/fuzz/replay.t
@@ -117,13 +124,20 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run
 
+# Tidings against socket.io and python-socketio, same scenarios, one run
+# (scripts/bench; docs/performance.md). BENCH_QUICK=1 for a short smoke run.
+bench: deps
+	@$(MAKE) --no-print-directory all build/tidings-loadgen
+	@scripts/bench
+
+FMT_FILES = $(wildcard common/*.[ch] gateway/*.[ch] worker/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c tests/bench/*.[ch])
 fmt:
-	clang-format -i $(wildcard common/*.[ch] gateway/*.[ch] worker/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c)
+	clang-format -i $(FMT_FILES)
 fmt-check:
-	clang-format --dry-run -Werror $(wildcard common/*.[ch] gateway/*.[ch] worker/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c)
+	clang-format --dry-run -Werror $(FMT_FILES)
 lint: build/gen/migrations.inc
-	clang-tidy -quiet --warnings-as-errors="*" $(COMMON_SRC) $(GATEWAY_SRC) $(WORKER_SRC) $(CTL_SRC) gateway/main.c -- $(BASE_CFLAGS:-MMD=) 2>/dev/null
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -I. common gateway worker ctl
+	clang-tidy -quiet --warnings-as-errors="*" $(COMMON_SRC) $(GATEWAY_SRC) $(WORKER_SRC) $(CTL_SRC) gateway/main.c $(BENCH_SRC) -- $(BASE_CFLAGS:-MMD=) 2>/dev/null
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -I. common gateway worker ctl tests/bench
 
 clean:
 	rm -rf build

@@ -48,6 +48,7 @@ enum {
 	CONN_HTTP_BUSY = 1 << 5,  /* HTTP layer: a request is being answered */
 	CONN_KEEPALIVE = 1 << 6,  /* HTTP layer: keep the connection after the response */
 	CONN_OVERFLOW = 1 << 7,   /* output over the limit: closed at the next flush */
+	CONN_STREAM = 1 << 8,     /* a stream (WebSocket): its writes may be held to coalesce */
 };
 
 typedef struct outq_item {
@@ -76,6 +77,14 @@ struct conn {
  * priority of `base`, which must have been given >= 3 priorities) and the
  * scratch buffer. */
 int conn_global_init(struct event_base *base, uint64_t max_output);
+
+/* Holds each flush back by `us` microseconds after a flush that wrote to
+ * many sockets, so that frames coalesce under load (0: never). */
+void conn_set_coalesce(uint64_t us);
+
+/* Marks c as a stream (a WebSocket, not request/response) whose writes
+ * may be held back under load; see conn_set_coalesce. */
+void conn_coalesce(conn *c);
 
 /* Wraps an accepted, nonblocking fd. The connection starts reading at once
  * and calls h. Returns NULL (fd closed) when out of memory. */

@@ -420,6 +420,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tidings-gateway: out of memory\n");
 		return 1;
 	}
+	conn_set_coalesce((uint64_t)gw.cfg.coalesce_us);
 	gw.wheel_ev = evtimer_new(gw.base, wheel_tick, NULL);
 	map_init(&gw.eio_by_sid);
 	map_init(&gw.sio_by_sid);

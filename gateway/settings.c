@@ -63,6 +63,9 @@ const config_opt settings_table[] = {
      "most HTTP header lines"},
     {"max-output", "TIDINGS_MAX_OUTPUT", NULL, 0, CFG_INT, "8388608", 65536, 1LL << 32,
      S(max_output), 0, "pending output per connection before it is dropped as a slow consumer"},
+    {"coalesce-us", "TIDINGS_COALESCE_US", NULL, 0, CFG_INT, "2000", 0, 100000, S(coalesce_us), 0,
+     "after writing to many sockets at once, wait this long before the next writes so that "
+     "frames coalesce (0: never wait)"},
     {"max-conns-per-ip", "TIDINGS_MAX_CONNS_PER_IP", NULL, 0, CFG_INT, "0", 0, 1 << 30,
      S(max_conns_per_ip), 0, "open connections per client address (0: unlimited)"},
     {"max-conns-per-user", "TIDINGS_MAX_CONNS_PER_USER", NULL, 0, CFG_INT, "0", 0, 1 << 20,

@@ -29,7 +29,7 @@ typedef struct settings {
 	int64_t max_payload, max_attachments, max_fragments;
 	int64_t header_timeout_ms, max_header_bytes, max_headers;
 	int64_t max_output, max_conns_per_ip, max_conns_per_user, max_connect_rate, shards;
-	int64_t processes;
+	int64_t processes, coalesce_us;
 	int require_exp, conformance, trust_proxy;
 } settings;
 

@@ -75,6 +75,7 @@ ws *ws_accept(conn *c, const http_request *req, const ws_handler *h, void *ud, c
 	w->ud = ud;
 	ws_reader_init(&w->rd, lim);
 	conn_set_handler(c, &ws_conn_handler, w);
+	conn_coalesce(c);
 	gw.m.conns_ws++;
 	return w;
 }
