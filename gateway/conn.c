@@ -102,7 +102,6 @@ conn *conn_create(int fd, const conn_handler *h, void *ud)
 	c->ud = ud;
 	buf_init(&c->in, 0);
 	event_assign(&c->rev, gw.base, fd, EV_READ | EV_PERSIST, on_readable, c);
-	event_assign(&c->wev, gw.base, fd, EV_WRITE, on_writable, c);
 	event_add(&c->rev, NULL);
 	conn_count++;
 	return c;
@@ -193,7 +192,10 @@ static void destroy_later(conn *c)
 		return;
 	c->flags |= CONN_FREED;
 	event_del(&c->rev);
-	event_del(&c->wev);
+	if (c->wev) {
+		event_free(c->wev);
+		c->wev = NULL;
+	}
 	gw_timer_cancel(&c->timer);
 	c->free_next = free_head;
 	free_head = c;
@@ -264,7 +266,12 @@ static void after_flush(conn *c, int rc)
 		destroy_later(c);
 	} else if (rc == 1) {
 		c->flags |= CONN_WANT_WRITE;
-		event_add(&c->wev, NULL);
+		if (!c->wev)
+			c->wev = event_new(gw.base, c->fd, EV_WRITE, on_writable, c);
+		if (c->wev)
+			event_add(c->wev, NULL);
+		else
+			conn_close(c, 0, "out of memory");
 	} else if ((c->flags & CONN_CLOSING) && !(c->flags & CONN_LINGER)) {
 		start_linger(c);
 	}

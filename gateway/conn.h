@@ -70,7 +70,9 @@ struct conn {
 	conn *free_next;
 	wheel_timer timer; /* owner's deadline (header timeout, etc.) */
 	uint32_t peer_ip;  /* IPv4 in network order, 0 otherwise: per-IP limits */
-	struct event rev, wev;
+	struct event rev;
+	struct event
+	    *wev; /* made when the kernel first refuses output: most sockets never need it */
 };
 
 /* Sets up the process-wide machinery on `base`: the flush event (lowest

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -46,6 +47,23 @@ uint64_t gw_now(void)
 void gw_now_update(void)
 {
 	now_cache = clock_mono_ms();
+}
+
+/* A burst of connections (or of closes) leaves the heap full of freed
+ * transient blocks (request heads, handshake buffers, parsed tokens and
+ * replies) between the long-lived ones, which malloc keeps resident. After
+ * the connection count has moved by a few hundred, hand the free pages back
+ * to the kernel, so that idle connections cost what they hold. */
+#define TRIM_EVERY_MS 5000
+#define TRIM_CHURN    256
+static void trim_tick(evutil_socket_t fd, short what, void *arg)
+{
+	static uint64_t at_last_trim;
+	uint64_t n = conn_count;
+	if (n > at_last_trim + TRIM_CHURN || n + TRIM_CHURN < at_last_trim) {
+		malloc_trim(0);
+		at_last_trim = n;
+	}
 }
 
 static void wheel_tick(evutil_socket_t fd, short what, void *arg)
@@ -421,6 +439,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	conn_set_coalesce((uint64_t)gw.cfg.coalesce_us);
+	struct event *trim_ev = event_new(gw.base, -1, EV_PERSIST, trim_tick, NULL);
+	struct timeval trim_tv = {TRIM_EVERY_MS / 1000, 0};
+	if (trim_ev)
+		event_add(trim_ev, &trim_tv);
 	gw.wheel_ev = evtimer_new(gw.base, wheel_tick, NULL);
 	map_init(&gw.eio_by_sid);
 	map_init(&gw.sio_by_sid);

@@ -20,6 +20,7 @@
 uint64_t sio_count;
 
 typedef struct sio_pending sio_pending;
+typedef struct sio_bin sio_bin;
 
 /* Socket.IO state of one Engine.IO session. */
 struct sio_client {
@@ -27,8 +28,13 @@ struct sio_client {
 	sio_sock *socks;
 	sio_pending *pending; /* authentications waiting on Redis */
 	wheel_timer ct;       /* connect timeout, until a namespace is joined */
-	wheel_timer at;       /* attachments of a binary packet must arrive in time */
-	/* A BINARY_EVENT/BINARY_ACK waiting for its attachments. */
+	sio_bin *bin;         /* a binary packet being received; NULL mostly */
+};
+
+/* A BINARY_EVENT/BINARY_ACK waiting for its attachments: allocated only
+ * while one is in flight, so that the other sockets do not carry it. */
+struct sio_bin {
+	wheel_timer at; /* the attachments must arrive in time */
 	buf packet;
 	buf *att;
 	uint32_t natt, want_att;
@@ -81,12 +87,19 @@ int sio_namespaces_init(const char *list, int conf, const char **err)
 	return 0;
 }
 
-static int nsp_known(slice nsp)
+/* The configured namespace named nsp (its one copy, which sockets point
+ * at rather than carry), or NULL. */
+static const char *nsp_find(slice nsp)
 {
 	for (int i = 0; i < nnamespaces; i++)
 		if (slice_eq_cstr(nsp, namespaces[i]))
-			return 1;
-	return 0;
+			return namespaces[i];
+	return NULL;
+}
+
+static int nsp_known(slice nsp)
+{
+	return nsp_find(nsp) != NULL;
 }
 
 static sio_sock *find_sock(sio_client *cl, slice nsp)
@@ -256,7 +269,12 @@ static void finish_connect(sio_client *cl, const char *nsp, const jwt_claims *cl
 		return;
 	}
 	s->cl = cl;
-	snprintf(s->nsp, sizeof(s->nsp), "%s", nsp);
+	s->nsp = nsp_find(slice_cstr(nsp));
+	if (!s->nsp) { /* checked at CONNECT; the list does not change */
+		free(s);
+		eio_close(cl->e, "unknown namespace");
+		return;
+	}
 	rand_id(s->sid, 20);
 	map_put(&gw.sio_by_sid, slice_make(s->sid, 20), s);
 	s->next = cl->socks;
@@ -392,7 +410,9 @@ static void on_connect(sio_client *cl, const sio_packet *pk)
 /* ---- events ---- */
 
 /* The key that orders an event: the channel, chat, document or note it is
- * about, else its user. */
+ * about, else its user. A document id note_{id} is Open WebUI's store
+ * spelling of note:{id}: both are keyed doc:note:{id}, so every event of
+ * one document is applied by one worker, in order. */
 static void shard_key(const cJSON *arg0, const sio_sock *s, char *out, size_t cap)
 {
 	static const struct {
@@ -404,7 +424,12 @@ static void shard_key(const cJSON *arg0, const sio_sock *s, char *out, size_t ca
 	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(arg0, keys[i].field);
 		if (cJSON_IsString(v) && strlen(v->valuestring) < 200) {
-			snprintf(out, cap, "%s%s", keys[i].prefix, v->valuestring);
+			const char *id = v->valuestring;
+			if (strcmp(keys[i].field, "document_id") == 0 &&
+			    strncmp(id, "note_", 5) == 0)
+				snprintf(out, cap, "doc:note:%s", id + 5);
+			else
+				snprintf(out, cap, "%s%s", keys[i].prefix, id);
 			return;
 		}
 	}
@@ -568,16 +593,22 @@ static void client_close_sock(sio_sock *s, int notify_client, const char *reason
 	free_sock(s, reason);
 }
 
+static void bin_free(sio_bin *b)
+{
+	gw_timer_cancel(&b->at);
+	for (uint32_t i = 0; i < b->natt; i++)
+		buf_dispose(&b->att[i]);
+	free(b->att);
+	buf_dispose(&b->packet);
+	free(b);
+}
+
 static void drop_attachments(sio_client *cl)
 {
-	gw_timer_cancel(&cl->at);
-	for (uint32_t i = 0; i < cl->natt; i++)
-		buf_dispose(&cl->att[i]);
-	free(cl->att);
-	cl->att = NULL;
-	cl->natt = cl->want_att = 0;
-	cl->att_bytes = 0;
-	buf_dispose(&cl->packet);
+	if (cl->bin) {
+		bin_free(cl->bin);
+		cl->bin = NULL;
+	}
 }
 
 /* ---- Engine.IO glue ---- */
@@ -606,7 +637,6 @@ static void on_open(eio_sock *e)
 	}
 	cl->e = e;
 	e->ud = cl;
-	buf_init(&cl->packet, 0);
 	gw_timer_start(&cl->ct, connect_timeout, cl, (uint64_t)gw.cfg.connect_timeout_ms);
 }
 
@@ -646,42 +676,34 @@ static void on_message(eio_sock *e, slice data, int binary)
 	const char *err = NULL;
 	sio_limits l = lims();
 	if (binary) {
-		if (!cl->want_att || cl->att_bytes + data.len > (size_t)gw.cfg.max_payload) {
+		sio_bin *b = cl->bin;
+		if (!b || b->att_bytes + data.len > (size_t)gw.cfg.max_payload) {
 			gw.m.closed_bad_input++;
 			log_info("eio=%s unexpected or oversized binary attachment: closing",
 			         e->sid);
 			eio_close(e, "bad attachment");
 			return;
 		}
-		buf_init(&cl->att[cl->natt], 0);
-		buf_append_slice(&cl->att[cl->natt], data);
-		cl->natt++;
-		cl->att_bytes += data.len;
-		if (cl->natt < cl->want_att)
+		buf_init(&b->att[b->natt], 0);
+		buf_append_slice(&b->att[b->natt], data);
+		b->natt++;
+		b->att_bytes += data.len;
+		if (b->natt < b->want_att)
 			return;
 		/* Take the packet and its attachments out of the client first: the
 		 * handler may close the session, which frees the client. */
-		gw_timer_cancel(&cl->at);
-		buf packet = cl->packet;
-		buf *held = cl->att;
-		uint32_t n = cl->natt;
-		buf_init(&cl->packet, 0);
-		cl->att = NULL;
-		cl->natt = cl->want_att = 0;
-		cl->att_bytes = 0;
+		cl->bin = NULL;
+		gw_timer_cancel(&b->at);
 		sio_packet pk;
 		slice atts[SIO_MAX_ATTACHMENTS];
-		sio_parse(buf_slice(&packet), &l, &pk, &err);
-		for (uint32_t i = 0; i < n; i++)
-			atts[i] = buf_slice(&held[i]);
-		handle_packet(cl, &pk, atts, n);
-		for (uint32_t i = 0; i < n; i++)
-			buf_dispose(&held[i]);
-		free(held);
-		buf_dispose(&packet);
+		sio_parse(buf_slice(&b->packet), &l, &pk, &err);
+		for (uint32_t i = 0; i < b->natt; i++)
+			atts[i] = buf_slice(&b->att[i]);
+		handle_packet(cl, &pk, atts, b->natt);
+		bin_free(b);
 		return;
 	}
-	if (cl->want_att) {
+	if (cl->bin) {
 		gw.m.closed_bad_input++;
 		log_info("eio=%s text packet while attachments were expected: closing", e->sid);
 		eio_close(e, "bad attachment");
@@ -710,15 +732,22 @@ static void on_message(eio_sock *e, slice data, int binary)
 			return;
 		}
 		/* Keep the packet text; its slices are re-parsed once complete. */
-		cl->att = calloc(pk.attachments, sizeof(buf));
-		if (!cl->att || buf_append_slice(&cl->packet, data) < 0) {
+		sio_bin *b = calloc(1, sizeof(*b));
+		if (b) {
+			buf_init(&b->packet, 0);
+			b->att = calloc(pk.attachments, sizeof(buf));
+		}
+		if (!b || !b->att || buf_append_slice(&b->packet, data) < 0) {
+			if (b)
+				bin_free(b);
 			eio_close(e, "out of memory");
 			return;
 		}
-		cl->want_att = pk.attachments;
+		b->want_att = pk.attachments;
+		cl->bin = b;
 		/* A client that announces attachments and never sends them would
 		 * pin this packet: it gets as long as a connect does. */
-		gw_timer_start(&cl->at, attachments_timeout, cl,
+		gw_timer_start(&b->at, attachments_timeout, cl,
 		               (uint64_t)gw.cfg.connect_timeout_ms);
 		return;
 	}

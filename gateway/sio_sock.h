@@ -24,8 +24,8 @@ struct sio_sock {
 	sio_client *cl;
 	sio_sock *next; /* in the client's list of namespace sockets */
 	char sid[24];
-	char nsp[64];
-	char *user; /* verified user id, NULL when anonymous */
+	const char *nsp; /* one of the configured namespaces */
+	char *user;      /* verified user id, NULL when anonymous */
 	int64_t exp;
 	uint32_t flags;
 	wheel_timer exp_timer;
