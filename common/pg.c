@@ -32,6 +32,7 @@
 #include "pg.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,7 @@
 #define PG_DEFAULT_TIMEOUT 30000u
 #define PG_MAX_PARAMS      65535 /* the protocol counts parameters in 16 bits */
 #define PG_ERR_MAX         512   /* bytes of libpq's connection message kept */
+#define PG_MAX_PREPARED    32    /* statements prepared per session; more run unnamed */
 
 enum pg_state { PG_DOWN, PG_CONNECTING, PG_UP };
 
@@ -52,7 +54,7 @@ enum {
 };
 
 /* What the head batch expects next from PQgetResult. */
-enum pg_step { PG_ST_BEGIN, PG_ST_QUERY, PG_ST_SYNC1, PG_ST_COMMIT, PG_ST_SYNC2 };
+enum pg_step { PG_ST_BEGIN, PG_ST_PREPARE, PG_ST_QUERY, PG_ST_SYNC1, PG_ST_COMMIT, PG_ST_SYNC2 };
 
 enum {
 	PG_B_FAILED = 1u << 0, /* a statement failed or was skipped */
@@ -64,8 +66,9 @@ typedef struct pg_query {
 	pg_result_fn *cb;
 	void *arg;
 	int nparams;
+	int prepared;        /* sql is the caller's, to run as a prepared statement */
 	const char **values; /* start of the query's one allocation */
-	const char *sql;     /* inside that allocation, after values[] */
+	const char *sql;     /* inside that allocation, after values[]; or the caller's */
 } pg_query;
 
 struct pg_batch {
@@ -77,6 +80,8 @@ struct pg_batch {
 	uint32_t ncb; /* query callbacks already run */
 	uint8_t step;
 	uint8_t flags;
+	uint8_t nprep, prepi;               /* statements prepared ahead of the queries */
+	uint8_t prep_slot[PG_MAX_PREPARED]; /* and their slots */
 	pg_done_fn *done;
 	void *done_arg;
 	uint64_t deadline_ms;
@@ -103,8 +108,11 @@ struct pg_conn {
 	uint64_t timeout_ms;
 	uint64_t armed_ms; /* deadline the timer is set for when UP; 0: none */
 	pg_batch *open;    /* begun, not committed (doubly linked) */
-	pg_fifo sendq;     /* committed, not yet written */
-	pg_fifo inflight;  /* written (or broken), awaiting their end */
+	/* The statements this session has prepared (or is preparing), by
+	 * slot: slot i is named tidings_p<i>. NULL: free. */
+	const char *prepared[PG_MAX_PREPARED];
+	pg_fifo sendq;    /* committed, not yet written */
+	pg_fifo inflight; /* written (or broken), awaiting their end */
 	char *conninfo;
 	void (*on_up)(pg_conn *pc, void *arg);
 	void (*on_down)(pg_conn *pc, const char *err, void *arg);
@@ -249,6 +257,7 @@ static void close_conn(pg_conn *pc)
 	evtimer_del(pc->timer);
 	pc->armed_ms = 0;
 	pc->state = PG_DOWN;
+	memset(pc->prepared, 0, sizeof(pc->prepared)); /* they died with the session */
 }
 
 /*
@@ -327,7 +336,12 @@ static void step_next(pg_batch *b)
 		return;
 	b->flags &= ~PG_B_GOT;
 	switch (b->step) {
-	case PG_ST_BEGIN: b->step = b->n ? PG_ST_QUERY : PG_ST_SYNC1; break;
+	case PG_ST_BEGIN:
+		b->step = b->nprep ? PG_ST_PREPARE : b->n ? PG_ST_QUERY : PG_ST_SYNC1;
+		break;
+	case PG_ST_PREPARE:
+		b->step = ++b->prepi < b->nprep ? PG_ST_PREPARE : b->n ? PG_ST_QUERY : PG_ST_SYNC1;
+		break;
 	case PG_ST_QUERY: b->step = ++b->qi < b->n ? PG_ST_QUERY : PG_ST_SYNC1; break;
 	case PG_ST_COMMIT: b->step = PG_ST_SYNC2; break;
 	default: break;
@@ -345,7 +359,10 @@ static void on_statement(pg_batch *b, PGresult *res)
 		note_error(b, PQresultErrorMessage(res));
 	else if (st == PGRES_PIPELINE_ABORTED)
 		b->flags |= PG_B_FAILED;
-	if (b->step == PG_ST_QUERY) {
+	if (b->step == PG_ST_PREPARE && st != PGRES_COMMAND_OK) {
+		/* Not prepared after all: free the slot for another try. */
+		b->pc->prepared[b->prep_slot[b->prepi]] = NULL;
+	} else if (b->step == PG_ST_QUERY) {
 		pg_query *q = &b->q[b->qi];
 		b->ncb = b->qi + 1;
 		if (q->cb)
@@ -444,13 +461,63 @@ static int send_stmt(pg_conn *pc, const char *sql, int nparams, const char *cons
 	return PQsendQueryParams(pc->conn, sql, nparams, NULL, values, NULL, NULL, 0);
 }
 
-/* Writes one batch into libpq's output buffer; 0 or -1 (connection bad). */
-static int send_batch(pg_conn *pc, const pg_batch *b)
+/* The slot of a prepared statement in this session; -1 when none is free. */
+static int prepared_slot(const pg_conn *pc, const char *sql, int *fresh)
 {
-	if (!send_stmt(pc, "BEGIN", 0, NULL))
+	int free_slot = -1;
+	*fresh = 0;
+	for (int i = 0; i < PG_MAX_PREPARED; i++) {
+		if (pc->prepared[i] == sql)
+			return i;
+		if (!pc->prepared[i] && free_slot < 0)
+			free_slot = i;
+	}
+	*fresh = free_slot >= 0;
+	return free_slot;
+}
+
+/*
+ * Sends a query, as a prepared statement when it asks to be one. A
+ * statement new to the session is prepared first, right after the
+ * batch's BEGIN: nothing before it in the pipeline segment can fail and
+ * skip it, so batches sent behind this one may count on it. (A prepared
+ * statement outlives the transaction that prepared it, rolled back or
+ * not.)
+ */
+static int send_query(pg_conn *pc, const pg_query *q)
+{
+	int fresh = 0, slot = q->prepared ? prepared_slot(pc, q->sql, &fresh) : -1;
+	if (slot < 0 || fresh) /* every slot taken: run it unnamed */
+		return send_stmt(pc, q->sql, q->nparams, q->values);
+	char name[24];
+	snprintf(name, sizeof(name), "tidings_p%d", slot);
+	return PQsendQueryPrepared(pc->conn, name, q->nparams, q->values, NULL, NULL, 0);
+}
+
+/* Prepares the statements of b that this session has not prepared yet. */
+static int send_prepares(pg_conn *pc, pg_batch *b)
+{
+	for (uint32_t i = 0; i < b->n; i++) {
+		int fresh, slot = b->q[i].prepared ? prepared_slot(pc, b->q[i].sql, &fresh) : -1;
+		if (slot < 0 || !fresh)
+			continue;
+		char name[24];
+		snprintf(name, sizeof(name), "tidings_p%d", slot);
+		if (!PQsendPrepare(pc->conn, name, b->q[i].sql, b->q[i].nparams, NULL))
+			return -1;
+		pc->prepared[slot] = b->q[i].sql;
+		b->prep_slot[b->nprep++] = (uint8_t)slot;
+	}
+	return 0;
+}
+
+/* Writes one batch into libpq's output buffer; 0 or -1 (connection bad). */
+static int send_batch(pg_conn *pc, pg_batch *b)
+{
+	if (!send_stmt(pc, "BEGIN", 0, NULL) || send_prepares(pc, b) < 0)
 		return -1;
 	for (uint32_t i = 0; i < b->n; i++)
-		if (!send_stmt(pc, b->q[i].sql, b->q[i].nparams, b->q[i].values))
+		if (!send_query(pc, &b->q[i]))
 			return -1;
 	if (!PQpipelineSync(pc->conn) || !send_stmt(pc, "COMMIT", 0, NULL) ||
 	    !PQpipelineSync(pc->conn))
@@ -676,21 +743,26 @@ pg_batch *pg_batch_begin(pg_conn *pc)
 	return b;
 }
 
-/* Copies a statement into one allocation: values[], then sql, then the
- * parameter strings. */
+/* Copies a statement into one allocation: values[], then sql (unless it is
+ * a prepared statement's, which the caller keeps), then the parameter
+ * strings. */
 static int query_copy(pg_query *q, const char *sql, int nparams, const char *const *values)
 {
-	size_t sqllen = strlen(sql) + 1, size = (size_t)nparams * sizeof(char *) + sqllen;
+	size_t sqllen = q->prepared ? 0 : strlen(sql) + 1;
+	size_t size = (size_t)nparams * sizeof(char *) + sqllen;
 	for (int i = 0; i < nparams; i++)
 		if (values[i])
 			size += strlen(values[i]) + 1;
-	const char **v = malloc(size);
+	const char **v = malloc(size ? size : 1); /* a prepared statement may have nothing */
 	if (!v)
 		return -1;
 	char *p = (char *)(v + nparams);
-	memcpy(p, sql, sqllen);
-	q->sql = p;
-	p += sqllen;
+	q->sql = sql;
+	if (sqllen) {
+		memcpy(p, sql, sqllen);
+		q->sql = p;
+		p += sqllen;
+	}
 	for (int i = 0; i < nparams; i++) {
 		v[i] = NULL;
 		if (values[i]) {
@@ -713,8 +785,8 @@ static int batch_broken(pg_batch *b, const char *err)
 	return -1;
 }
 
-int pg_batch_add(pg_batch *b, const char *sql, int nparams, const char *const *values,
-                 pg_result_fn *cb, void *arg)
+static int batch_add(pg_batch *b, int prepared, const char *sql, int nparams,
+                     const char *const *values, pg_result_fn *cb, void *arg)
 {
 	if (b->flags & PG_B_BROKEN)
 		return -1;
@@ -729,12 +801,25 @@ int pg_batch_add(pg_batch *b, const char *sql, int nparams, const char *const *v
 		b->cap = cap;
 	}
 	pg_query *q = &b->q[b->n];
+	q->prepared = prepared;
 	if (query_copy(q, sql, nparams, values) < 0)
 		return batch_broken(b, "out of memory");
 	q->cb = cb;
 	q->arg = arg;
 	b->n++;
 	return 0;
+}
+
+int pg_batch_add(pg_batch *b, const char *sql, int nparams, const char *const *values,
+                 pg_result_fn *cb, void *arg)
+{
+	return batch_add(b, 0, sql, nparams, values, cb, arg);
+}
+
+int pg_batch_add_prepared(pg_batch *b, const char *sql, int nparams, const char *const *values,
+                          pg_result_fn *cb, void *arg)
+{
+	return batch_add(b, 1, sql, nparams, values, cb, arg);
 }
 
 void pg_batch_commit(pg_batch *b, pg_done_fn *done, void *arg)

@@ -76,6 +76,15 @@ pg_batch *pg_batch_begin(pg_conn *pc);
 int pg_batch_add(pg_batch *b, const char *sql, int nparams, const char *const *values,
                  pg_result_fn *cb, void *arg);
 
+/* As pg_batch_add, for a statement run often: sql must stay valid and
+ * unchanged while the connection lives (a string literal), and is
+ * prepared once per session (on first use, in the batch that first uses
+ * it) and executed by name afterwards, which saves parsing and planning
+ * it every time. Its parameter types are inferred from the SQL. At most
+ * 32 statements are prepared per session; others run as pg_batch_add's. */
+int pg_batch_add_prepared(pg_batch *b, const char *sql, int nparams, const char *const *values,
+                          pg_result_fn *cb, void *arg);
+
 /* Closes the batch with COMMIT and sends it; done runs exactly once. */
 void pg_batch_commit(pg_batch *b, pg_done_fn *done, void *arg);
 

@@ -74,6 +74,53 @@ order=$(msg statusHistory | node -e 'const a=JSON.parse(require("fs").readFileSy
 is "$order" true "each producer's statuses in the order it sent them"
 is "$(sql "SELECT json_array_length(status_history) = json_array_length(chat::json #> '{history,messages,m1,statusHistory}') FROM chat_message cm JOIN chat c ON c.id = cm.chat_id WHERE cm.id='chat1-m1'")" t "the mirror holds exactly the same statuses"
 
+# ---- a backlog, merged: the worker folds a batch's updates per message
+# into one statement each (worker/persist.h). Written while the worker is
+# stopped, so it reads them as few large batches.
+shard=$(node -e 'let h=2166136261;for(const c of Buffer.from("chat:chat1")){h^=c;h=Math.imul(h,16777619)>>>0}console.log(h%16)')
+raw() { # id message type data: an emit entry as the gateway writes it
+	local d="{\"chat_id\":\"chat1\",\"message_id\":\"$2\",\"data\":{\"type\":\"$3\",\"data\":$4}}"
+	printf 'XADD %s:ingress:%s * v 1 id %s kind emit event events to_type user to u1 update_db 1 data "%s"\n' \
+		"$PREFIX" "$shard" "$1" "${d//\"/\\\"}"
+}
+burst() { # prefix: 200 updates to m1 and to mb (created by its first source)
+	raw "$1-0" mb status '{"b":"early"}'
+	for i in $(seq 1 200); do
+		case $((i % 10)) in
+		[0-5]) raw "$1-$i" m1 status "{\"b\":\"$1\",\"i\":$i}" ;;
+		[6-8]) raw "$1-$i" m1 message "{\"content\":\"<$i>\"}" ;;
+		9) raw "$1-$i" mb source "{\"source\":{\"id\":\"$1$i\"}}" ;;
+		esac
+	done
+}
+content0=$(sql "SELECT chat::jsonb #>> '{history,messages,m1,content}' FROM chat WHERE id='chat1'")
+kill -STOP "$WPID"
+burst B | timeout 20 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" >/dev/null
+kill -CONT "$WPID"
+check "a backlog of 201 updates is applied" wait_until 20 bash -c "[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(*) FROM tidings_event WHERE id LIKE 'B-%'\")\" = 201 ]"
+like "$(sql "SELECT count(DISTINCT applied_at) FROM tidings_event WHERE id LIKE 'B-%'")" '^[1-9]$' "in a few transactions"
+want=$(for i in $(seq 1 200); do case $((i % 10)) in [6-8]) printf '<%d>' "$i" ;; esac; done)
+is "$(sql "SELECT chat::jsonb #>> '{history,messages,m1,content}' FROM chat WHERE id='chat1'")" "$content0$want" "message updates appended in order"
+is "$(msg statusHistory | node -e 'const a=JSON.parse(require("fs").readFileSync(0,"utf8")).filter(s=>s.b==="B").map(s=>s.i);console.log(a.length, a.every((v,i)=>i===0||v>a[i-1]))')" "120 true" "status updates appended in order"
+is "$(sql "SELECT concat_ws('|', jsonb_array_length(m -> 'sources'), m -> 'sources' -> 0 -> 'source' ->> 'id', m ? 'statusHistory', m ->> 'role') FROM (SELECT chat::jsonb #> '{history,messages,mb}' AS m FROM chat WHERE id='chat1') x")" "20|B9|f|assistant" \
+	"the first source created mb; the status before it found no message"
+is "$(sql "SELECT bool_and(cm.content::jsonb = j -> 'content' AND cm.status_history::jsonb IS NOT DISTINCT FROM j -> 'statusHistory' AND cm.sources::jsonb IS NOT DISTINCT FROM j -> 'sources') FROM chat_message cm JOIN LATERAL (SELECT chat::jsonb #> ARRAY['history','messages',substr(cm.id, 7)] AS j FROM chat WHERE id='chat1') x ON true WHERE cm.id IN ('chat1-m1','chat1-mb')")" t "the mirror rows equal the chat's messages"
+is "$(grep -c 'applying one by one' "$TMP/w1.log")" 0 "no batch had to be applied one by one"
+
+# A backlog holding an event applied before (the id idem-1): its batch
+# fails as a whole and is applied one entry at a time; everything lands
+# once.
+kill -STOP "$WPID"
+{
+	burst C
+	raw idem-1 m1 status '{"description":"once"}'
+} | timeout 20 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" >/dev/null
+kill -CONT "$WPID"
+check "a backlog with a redelivered event is applied" wait_until 30 bash -c "[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(*) FROM tidings_event WHERE id LIKE 'C-%'\")\" = 201 ]"
+check "its batch was applied one by one" wait_until 10 grep -q 'holds events applied before' "$TMP/w1.log"
+is "$(msg statusHistory | node -e 'const a=JSON.parse(require("fs").readFileSync(0,"utf8"));console.log(a.filter(s=>s.b==="C").length, a.filter(s=>s.description==="once").length)')" "120 1" "every update once, the redelivered one not again"
+is "$(sql "SELECT jsonb_array_length(chat::jsonb #> '{history,messages,mb,sources}') FROM chat WHERE id='chat1'")" 40 "sources: 20 more"
+
 # events:note with update_db: the note row follows the emitted model
 sql "INSERT INTO note (id, user_id, title, data, meta, created_at, updated_at) VALUES ('n1','u1','old','{\"content\":{\"md\":\"a\"},\"files\":[]}','{}',1,1)" >/dev/null
 is "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" --data '{"event":"events:note","to":{"room":"note:n1"},"update_db":true,"data":{"id":"n1","user_id":"u1","title":"new","data":{"content":{"md":"b"}},"updated_at":1700000000000000000}}' "$(admin_url gw1)/api/v1/emit")" 202 "events:note emitted with update_db"

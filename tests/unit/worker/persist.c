@@ -2,6 +2,10 @@
  * Tests worker/persist.c: the statements it builds are run with libpq
  * against a private PostgreSQL 15 cluster carrying the migrations of sql/,
  * and the chat JSON and chat_message rows they leave are checked in SQL.
+ * The merged statements are checked against the single ones on random
+ * sequences of updates (PERSIST_SEED=n picks another sequence), and the
+ * throughput of both is reported (PERSIST_BENCH=full: of all 10 000
+ * updates for the single statements too, which takes a minute more).
  *
  * The module is compiled into this test (the archive holds no worker/
  * objects). The cluster lives in a temporary directory owned by the
@@ -28,6 +32,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "common/pg.h"
 #include "pgcluster.h"
 
 static PGconn *db;
@@ -811,6 +816,563 @@ static void test_concurrency(void)
 	       NULL, NULL, NULL);
 }
 
+/* ---- merging: the merged statements against the single ones ---- */
+
+/* Merges the updates (eid, json) with owner u1 into statements. */
+static void merge_of(const char *const *eids, const char *const *jsons, int n, persist_stmt **st,
+                     size_t *nst)
+{
+	persist_merge m;
+	persist_merge_init(&m);
+	for (int k = 0; k < n; k++) {
+		cJSON *d = cJSON_Parse(jsons[k]);
+		const char *err;
+		persist_merge_add(&m, eids[k], "u1", d, &err);
+		cJSON_Delete(d);
+	}
+	persist_merge_build(&m, st, nst);
+}
+
+/* Runs the statements of a merge on c, in order. Returns the number of
+ * updates they say changed the chat, or -1 when one failed (its SQLSTATE
+ * copied into state when given). */
+static int run_merged(PGconn *c, persist_stmt *st, size_t n, char *state)
+{
+	int applied = 0;
+	for (size_t i = 0; i < n && applied >= 0; i++) {
+		PGresult *r = PQexecParams(c, st[i].sql, st[i].nparams, NULL,
+		                           (const char *const *)st[i].values, NULL, NULL, 0);
+		ExecStatusType s = PQresultStatus(r);
+		if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+			const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			if (state)
+				snprintf(state, 6, "%s", code ? code : "?????");
+			else
+				printf("# merged statement failed: %s", PQresultErrorMessage(r));
+			applied = -1;
+		} else if (st[i].kind == PERSIST_GROUP && PQntuples(r) == 1) {
+			applied += atoi(PQgetvalue(r, 0, 2));
+		} else if (st[i].kind == PERSIST_EVENT) {
+			applied += PQntuples(r);
+		}
+		PQclear(r);
+	}
+	for (size_t i = 0; i < n; i++)
+		persist_stmt_dispose(&st[i]);
+	free(st);
+	return applied;
+}
+
+/* A random update, as the worker would hand it over. */
+typedef struct rev {
+	char eid[16];
+	const char *owner;
+	char json[512];
+} rev;
+
+static uint64_t rng;
+
+static unsigned rnd(unsigned n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng % n);
+}
+
+/* A JSON array of 0-2 strings or objects made from tag and k. */
+static void rnd_list(char *out, size_t size, const char *tag, int k, int objects)
+{
+	unsigned n = rnd(3);
+	size_t o = (size_t)snprintf(out, size, "[");
+	for (unsigned i = 0; i < n; i++)
+		o += (size_t)snprintf(out + o, size - o,
+		                      objects ? "%s{\"id\":\"%s%d.%u\"}" : "%s\"%s%d.%u\"",
+		                      i ? "," : "", tag, k, i);
+	snprintf(out + o, size - o, "]");
+}
+
+/* Update k of a sequence; before: the updates so far (whose ids it may
+ * reuse). With pair set, most updates go to the chats x and x-y. */
+static void rnd_event(rev *v, int k, const rev *before, int pair)
+{
+	static const char *const mids[] = {"m1", "m2", "m3", "m4", "m5", "m6"};
+	static const char *const kinds[] = {
+	    "status", "status", "message", "message",  "message", "replace",        "embeds",
+	    "embeds", "files",  "source",  "citation", "source",  "chat:completion"};
+	static const char *const replaces[] = {"",
+	                                       ",\"replace\":true",
+	                                       ",\"replace\":false",
+	                                       ",\"replace\":1",
+	                                       ",\"replace\":\"\"",
+	                                       ",\"replace\":[]"};
+	const char *chat = "c1", *mid = mids[rnd(6)];
+	unsigned w = pair ? 8 + rnd(12) : rnd(100);
+	if (w < 8) {
+		chat = "c2";
+	} else if (w < 13) {
+		chat = "x";
+		mid = "y-z";
+	} else if (w < 18) {
+		chat = "x-y";
+		mid = "z";
+	} else if (w < 20) {
+		chat = "nochat";
+	} else if (w < 22) {
+		chat = "temporary:t";
+	}
+	w = rnd(100);
+	v->owner = w < 75 ? "u1" : w < 90 ? NULL : "u2";
+	if (before && rnd(10) == 0)
+		snprintf(v->eid, sizeof(v->eid), "%s", before[rnd((unsigned)k)].eid);
+	else
+		snprintf(v->eid, sizeof(v->eid), "e%d", k);
+	const char *type = kinds[rnd(sizeof(kinds) / sizeof(kinds[0]))];
+	char d[256], list[160];
+	if (strcmp(type, "status") == 0) {
+		snprintf(d, sizeof(d), rnd(5) ? ",\"data\":{\"n\":%d,\"done\":false}" : "", k);
+	} else if (strcmp(type, "message") == 0 || strcmp(type, "replace") == 0) {
+		unsigned c = rnd(6);
+		snprintf(d, sizeof(d),
+		         c == 0   ? ""
+		         : c == 1 ? ",\"data\":{}"
+		         : c == 2 ? ",\"data\":{\"content\":\"\"}"
+		                  : ",\"data\":{\"content\":\"%s%d \\\"q\\\"\"}",
+		         type[0] == 'm' ? "+" : "=", k);
+	} else if (strcmp(type, "embeds") == 0) {
+		rnd_list(list, sizeof(list), "e", k, 0);
+		snprintf(d, sizeof(d), ",\"data\":{\"embeds\":%s%s}", list, replaces[rnd(6)]);
+	} else if (strcmp(type, "files") == 0) {
+		rnd_list(list, sizeof(list), "f", k, 1);
+		snprintf(d, sizeof(d), rnd(8) ? ",\"data\":{\"files\":%s}" : ",\"data\":{}", list);
+	} else if (strcmp(type, "chat:completion") == 0) {
+		snprintf(d, sizeof(d), ",\"data\":{\"content\":\"c%d\"}", k);
+	} else {
+		snprintf(d, sizeof(d),
+		         rnd(6) ? ",\"data\":{\"source\":{\"id\":\"s%d\"},\"document\":[\"d\"]}"
+		                : ",\"data\":{\"type\":\"code_execution\",\"id\":\"x%d\"}",
+		         k);
+	}
+	snprintf(v->json, sizeof(v->json),
+	         "{\"chat_id\":\"%s\",\"message_id\":\"%s\",\"data\":{\"type\":\"%s\"%s}}", chat,
+	         mid, type, d);
+}
+
+/* Chat c1's stored JSON: a message of every shape (m5's content is a list
+ * of blocks, m6's lists are not lists), or no usable chat at all. */
+static const char *const merge_chats[] = {
+    "{\"title\":\"t\",\"history\":{\"currentId\":\"m2\",\"messages\":{"
+    "\"m1\":{\"id\":\"m1\",\"parentId\":null,\"childrenIds\":[\"m2\"],\"role\":\"user\","
+    "\"content\":\"hi\"},"
+    "\"m2\":{\"id\":\"m2\",\"parentId\":\"m1\",\"childrenIds\":[\"m3\"],\"role\":\"assistant\","
+    "\"content\":\"Hel\",\"statusHistory\":[{\"n\":0}],\"embeds\":[\"e0\"],\"model\":\"x\","
+    "\"done\":false,\"timestamp\":1700000000},"
+    "\"m5\":{\"id\":\"m5\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\"}]},"
+    "\"m6\":{\"id\":\"m6\",\"role\":\"assistant\",\"content\":null,\"statusHistory\":\"s\","
+    "\"sources\":{},\"embeds\":\"e\",\"files\":7}}}}",
+    "{\"title\":\"t\",\"history\":{\"messages\":{\"m2\":{\"id\":\"m2\",\"content\":5,"
+    "\"childrenIds\":[\"m4\"],\"role\":\"user\"},\"m1\":\"not a message\"}}}",
+    "{\"title\":\"T\"}",
+    "null",
+    "[1,2]",
+    "{\"history\":{\"messages\":{\"m1\":{\"content\":\"a\\u0000b\"}}}}",
+};
+
+/* The same starting state in schemas ref and mrg: c1 (of u1) from
+ * template t, c2 (of u2), the chats x and x-y (of u1) whose messages y-z
+ * and z share the mirror id x-y-z, and some mirror rows that drifted. */
+static void merge_seed(PGconn *c, unsigned t, unsigned mirrors)
+{
+	for (int s = 0; s < 2; s++) {
+		exec_ok(c, s ? "SET LOCAL search_path = mrg" : "SET LOCAL search_path = ref");
+		const char *p[2] = {merge_chats[t], merge_chats[0]};
+		PGresult *r = PQexecParams(
+		    c,
+		    "INSERT INTO chat (id, user_id, title, chat, created_at, updated_at, "
+		    "current_message_id) VALUES ('c1', 'u1', 't', $1::json, 100, 100, 'm2'), "
+		    "('c2', 'u2', 't', $2::json, 100, 100, 'm2'), "
+		    "('x', 'u1', 't', "
+		    "'{\"history\":{\"messages\":{\"y-z\":{\"id\":\"y-z\",\"role\":"
+		    "\"assistant\",\"content\":\"\"}}}}', 1, 1, NULL), ('x-y', 'u1', 't', '{}', 1, "
+		    "1, NULL)",
+		    2, NULL, p, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			printf("# merge seed failed: %s", PQresultErrorMessage(r));
+		PQclear(r);
+		if (mirrors & 1)
+			exec_ok(c,
+			        "INSERT INTO chat_message (id, chat_id, user_id, role, content, "
+			        "status_history, embeds, files, sources, created_at, updated_at) "
+			        "VALUES ('c1-m2', 'c1', 'u9', 'user', '\"drifted\"', '[]', '[1]', "
+			        "'[2]', '[3]', 5, 5)");
+		if (mirrors & 2)
+			exec_ok(
+			    c, "INSERT INTO chat_message (id, chat_id, user_id, role, content, "
+			       "created_at, updated_at) VALUES ('x-y-z', 'x-y', 'u1', 'assistant', "
+			       "'\"other\"', 5, 5)");
+	}
+}
+
+/* Rows that differ between ref and mrg, as text ("" when none). */
+static void merge_diff(PGconn *c, char *out, size_t size)
+{
+/* A chat JSON holding \u0000 (which jsonb refuses) is compared as text. */
+#define CHAT_COLS                                                                                  \
+	"id, user_id, title, CASE WHEN strpos(chat::text, '\\u0000') > 0 THEN "                    \
+	"to_jsonb(chat::text) "                                                                    \
+	"ELSE chat::jsonb END, created_at, updated_at, current_message_id"
+#define MSG_COLS                                                                                   \
+	"id, chat_id, user_id, role, parent_id, content::jsonb, output::jsonb, model_id, "         \
+	"files::jsonb, sources::jsonb, embeds::jsonb, meta::jsonb, done, status_history::jsonb, "  \
+	"error::jsonb, usage::jsonb, context_summary, created_at, updated_at"
+#define SYMDIFF(cols, t)                                                                           \
+	"(SELECT 'ref' AS s, x::text AS row FROM (SELECT " cols " FROM ref." t                     \
+	" EXCEPT SELECT " cols " FROM mrg." t                                                      \
+	") x UNION ALL SELECT 'mrg', x::text FROM (SELECT " cols " FROM mrg." t                    \
+	" EXCEPT SELECT " cols " FROM ref." t ") x)"
+	value(out, size,
+	      "SELECT COALESCE(string_agg(s || ' ' || row, E'\\n# '), '') FROM (" SYMDIFF(
+	          CHAT_COLS,
+	          "chat") " UNION ALL " SYMDIFF(MSG_COLS,
+	                                        "chat_message") " UNION ALL " SYMDIFF("id, kind",
+	                                                                              "tidings_"
+	                                                                              "event") ") "
+	                                                                                       "d",
+	      NULL, NULL, NULL);
+}
+
+/* One random sequence of n updates, applied one by one in ref and merged
+ * in mrg, in one transaction (so now() is the same for both). Returns 1
+ * when the results are the same. */
+static int merge_case(unsigned t, unsigned mirrors, int n, char *why, size_t size)
+{
+	rev *v = calloc((size_t)n, sizeof(*v));
+	int pair = rnd(4) == 0;
+	for (int k = 0; k < n; k++)
+		rnd_event(&v[k], k, k ? v : NULL, pair);
+	exec_ok(db, "BEGIN");
+	merge_seed(db, t, mirrors);
+	exec_ok(db, "SET LOCAL search_path = ref");
+	int single = 0;
+	for (int k = 0; k < n; k++) {
+		int r = apply(v[k].eid, v[k].owner, v[k].json);
+		single += r > 0 ? r : 0;
+	}
+	exec_ok(db, "SET LOCAL search_path = mrg");
+	persist_merge m;
+	persist_merge_init(&m);
+	for (int k = 0; k < n; k++) {
+		cJSON *d = cJSON_Parse(v[k].json);
+		const char *err;
+		persist_merge_add(&m, v[k].eid, v[k].owner, d, &err);
+		cJSON_Delete(d);
+	}
+	persist_stmt *st;
+	size_t nst;
+	persist_merge_build(&m, &st, &nst);
+	int merged = run_merged(db, st, nst, NULL);
+	merge_diff(db, why, size);
+	exec_ok(db, "ROLLBACK");
+	int same = merged == single && why[0] == '\0';
+	if (!same) {
+		printf("# template %u, mirrors %u, %d updates: %d applied one by one, %d merged\n",
+		       t, mirrors, n, single, merged);
+		for (int k = 0; k < n; k++)
+			printf("#   %s %s %s\n", v[k].eid, v[k].owner ? v[k].owner : "-",
+			       v[k].json);
+		printf("# %s\n", why);
+	}
+	free(v);
+	return same;
+}
+
+static void test_merge_property(void)
+{
+	exec_ok(db, "TRUNCATE chat, chat_message, tidings_event");
+	for (int s = 0; s < 2; s++) {
+		const char *sch = s ? "mrg" : "ref";
+		char sql[512];
+		snprintf(sql, sizeof(sql),
+		         "CREATE SCHEMA %s; CREATE TABLE %s.chat (LIKE public.chat INCLUDING ALL); "
+		         "CREATE TABLE %s.chat_message (LIKE public.chat_message INCLUDING ALL); "
+		         "CREATE TABLE %s.tidings_event (LIKE public.tidings_event INCLUDING ALL)",
+		         sch, sch, sch, sch);
+		exec_ok(db, sql);
+	}
+	const char *seed_env = getenv("PERSIST_SEED");
+	rng = seed_env ? strtoull(seed_env, NULL, 10) : 0x9e3779b97f4a7c15ULL;
+	int cases = 0, same = 0;
+	char why[8192];
+	uint64_t t0 = mono_us();
+	for (int i = 0; i < 400; i++) {
+		unsigned t = rnd(10);
+		t = t < 5 ? 0 : t - 4 < 6 ? t - 4 : 0;
+		cases++;
+		same += merge_case(t, rnd(4), 1 + (int)rnd(i < 200 ? 12 : 40), why, sizeof(why));
+	}
+	is_int(same, cases,
+	       "%d random sequences: merged = one by one (chat JSON, chat row, "
+	       "mirror rows, event ids, updates applied)",
+	       cases);
+	char line[96];
+	snprintf(line, sizeof(line), "property test: %.1f s", (mono_us() - t0) / 1e6);
+	tap_diag(line);
+}
+
+/* Exactly once: a merged batch holding an event applied before fails as
+ * a whole, with a unique violation; applied one by one (as the worker
+ * then does), the rest lands once. An id twice in one batch counts once. */
+static void test_merge_redelivery(void)
+{
+	static const char *const eids[] = {"r1", "r2", "r3", "r4"};
+	static const char *const jsons[] = {
+	    "{\"chat_id\":\"c1\",\"message_id\":\"m2\",\"data\":{\"type\":\"status\",\"data\":{"
+	    "\"n\":1}}}",
+	    "{\"chat_id\":\"c1\",\"message_id\":\"m2\",\"data\":{\"type\":\"status\",\"data\":{"
+	    "\"n\":2}}}",
+	    "{\"chat_id\":\"c1\",\"message_id\":\"m2\",\"data\":{\"type\":\"message\",\"data\":{"
+	    "\"content\":\"lo\"}}}",
+	    "{\"chat_id\":\"c1\",\"message_id\":\"m7\",\"data\":{\"type\":\"source\",\"data\":{"
+	    "\"source\":{\"id\":\"s\"}}}}",
+	};
+	seed();
+	is_int(apply(eids[1], "u1", jsons[1]), 1, "r2 applied in an earlier batch");
+	persist_stmt *st;
+	size_t nst;
+	merge_of(eids, jsons, 4, &st, &nst);
+	is_int((int)nst, 3, "merged: ids, then one statement per message");
+	ok(nst == 3 && st[0].kind == PERSIST_IDS && st[1].kind == PERSIST_GROUP &&
+	       st[2].kind == PERSIST_GROUP,
+	   "in that order");
+	char state[8] = "";
+	exec_ok(db, "BEGIN");
+	is_int(run_merged(db, st, nst, state), -1, "the merged batch fails");
+	is_str(state, "23505", "with a unique violation");
+	exec_ok(db, "ROLLBACK");
+	SQL_IS("r2", "nothing of it was committed",
+	       "SELECT string_agg(id, ',' ORDER BY id) FROM tidings_event", NULL, NULL, NULL);
+	for (int k = 0; k < 4; k++) {
+		exec_ok(db, "BEGIN");
+		apply(eids[k], "u1", jsons[k]);
+		exec_ok(db, "COMMIT");
+	}
+	JSONB_IS("[{\"n\": 2}, {\"n\": 1}]", "one by one: r2 is not applied twice",
+	         "SELECT chat #> '{history,messages,m2,statusHistory}' FROM chat WHERE id = 'c1'");
+	SQL_IS("Hello|[{\"source\": {\"id\": \"s\"}}]|r1,r2,r3,r4", "and the rest lands once",
+	       "SELECT concat_ws('|', chat::jsonb #>> '{history,messages,m2,content}', chat::jsonb "
+	       "#> '{history,messages,m7,sources}', (SELECT string_agg(id, ',' ORDER BY id) FROM "
+	       "tidings_event)) FROM chat WHERE id = $1",
+	       "c1", NULL, NULL);
+
+	static const char *const twice[] = {"d1", "d1", "d2"};
+	static const char *const tjsons[] = {jsons[0], jsons[1], jsons[0]};
+	merge_of(twice, tjsons, 3, &st, &nst);
+	exec_ok(db, "BEGIN");
+	is_int(run_merged(db, st, nst, NULL), 2, "an id twice in one merged batch: applied once");
+	exec_ok(db, "COMMIT");
+	JSONB_IS("[{\"n\": 2}, {\"n\": 1}, {\"n\": 1}, {\"n\": 1}]", "the second d1 was dropped",
+	         "SELECT chat #> '{history,messages,m2,statusHistory}' FROM chat WHERE id = 'c1'");
+	MIRROR_IS("jsonb_array_length(status_history::jsonb)", "c1-m2", "4",
+	          "mirror: four entries");
+}
+
+/* Two merged batches on one missing message, as two workers would apply
+ * them: A creates it (and its mirror row) in an open transaction; B's
+ * statement waits for the chat row, then finds both A's message and A's
+ * mirror row, which its snapshot predates. */
+static void test_merge_concurrency(void)
+{
+	static const char *const ea[] = {"ma1", "ma2"}, *const eb[] = {"mb1", "mb2"};
+	static const char *const ja[] = {
+	    "{\"chat_id\":\"c1\",\"message_id\":\"m8\",\"data\":{\"type\":\"files\",\"data\":{"
+	    "\"files\":[\"A\"]}}}",
+	    "{\"chat_id\":\"c1\",\"message_id\":\"m8\",\"data\":{\"type\":\"status\",\"data\":{"
+	    "\"n\":\"A\"}}}"};
+	static const char *const jb[] = {
+	    "{\"chat_id\":\"c1\",\"message_id\":\"m8\",\"data\":{\"type\":\"files\",\"data\":{"
+	    "\"files\":[\"B\"]}}}",
+	    "{\"chat_id\":\"c1\",\"message_id\":\"m8\",\"data\":{\"type\":\"message\",\"data\":{"
+	    "\"content\":\"b\"}}}"};
+	seed();
+	PGconn *a = connect_db(), *b = connect_db();
+	persist_stmt *sa, *sb;
+	size_t na, nb;
+	merge_of(ea, ja, 2, &sa, &na);
+	merge_of(eb, jb, 2, &sb, &nb);
+	exec_ok(a, "BEGIN");
+	is_int(run_merged(a, sa, na, NULL), 2, "A: both updates applied in an open transaction");
+	exec_ok(b, "BEGIN");
+	PGresult *r = PQexecParams(b, sb[0].sql, sb[0].nparams, NULL,
+	                           (const char *const *)sb[0].values, NULL, NULL, 0);
+	ok(PQresultStatus(r) == PGRES_COMMAND_OK, "B: its ids recorded");
+	PQclear(r);
+	PQsendQueryParams(b, sb[1].sql, sb[1].nparams, NULL, (const char *const *)sb[1].values,
+	                  NULL, NULL, 0);
+	is_int(wait_result(b, 300), 0, "B's merged statement waits for the chat row");
+	exec_ok(a, "COMMIT");
+	is_int(wait_result(b, 10000), 1, "and completes once A committed");
+	r = PQgetResult(b);
+	ok(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+	       strcmp(PQgetvalue(r, 0, 1), "1") == 0 && strcmp(PQgetvalue(r, 0, 2), "2") == 0,
+	   "B: mirrored, both updates applied (%s)", PQresultErrorMessage(r));
+	PQclear(r);
+	while ((r = PQgetResult(b)))
+		PQclear(r);
+	exec_ok(b, "COMMIT");
+	for (size_t i = 0; i < nb; i++)
+		persist_stmt_dispose(&sb[i]);
+	free(sb);
+	PQfinish(a);
+	PQfinish(b);
+	JSONB_IS("{\"files\": [\"B\", \"A\"], \"statusHistory\": [{\"n\": \"A\"}], \"content\": "
+	         "\"b\"}",
+	         "the message holds both batches' updates",
+	         "SELECT jsonb_build_object('files', j -> 'files', 'statusHistory', j -> "
+	         "'statusHistory', 'content', j -> 'content') FROM (SELECT chat::jsonb #> "
+	         "'{history,messages,m8}' AS j FROM chat WHERE id = 'c1') x");
+	SQL_IS(
+	    "t", "and so does the mirror row A inserted",
+	    "SELECT m.files::jsonb = j -> 'files' AND m.status_history::jsonb = j -> "
+	    "'statusHistory' AND m.content::jsonb = j -> 'content' FROM chat_message m, (SELECT "
+	    "chat::jsonb #> '{history,messages,m8}' AS j FROM chat WHERE id = 'c1') x WHERE m.id "
+	    "= $1",
+	    "c1-m8", NULL, NULL);
+}
+
+/* ---- through common/pg, as the worker sends them ---- */
+
+static struct event_base *base;
+
+typedef struct wbatch {
+	int called, ok, prepared;
+	char state[6];
+	char backend[16];
+} wbatch;
+
+static void w_done(void *arg, int ok_, const char *err)
+{
+	wbatch *w = arg;
+	w->called = 1;
+	w->ok = ok_;
+}
+
+static void w_ids(void *arg, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(((wbatch *)arg)->state, 6, "%s", state ? state : "");
+}
+
+static void w_prepared(void *arg, const PGresult *res)
+{
+	wbatch *w = arg;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+		w->prepared = atoi(PQgetvalue(res, 0, 0));
+		snprintf(w->backend, sizeof(w->backend), "%s", PQgetvalue(res, 0, 1));
+	}
+}
+
+/* Runs the loop until *flag equals want, for at most ms. */
+static int w_wait(const int *flag, int want, int ms)
+{
+	for (int waited = 0; *flag != want && waited < ms; waited += 10) {
+		struct timeval tv = {0, 10000};
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+	return *flag == want;
+}
+
+static int conn_up;
+
+static void w_up(pg_conn *c, void *arg)
+{
+	conn_up = 1;
+}
+
+static void w_down(pg_conn *c, const char *err, void *arg)
+{
+	conn_up = 0;
+}
+
+/* One batch of the merged statements of the updates (owner u1), and a
+ * count of the session's prepared statements; waits for its end. */
+static void w_batch(pg_conn *pc, const char *const *eids, const char *const *jsons, int n,
+                    wbatch *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->prepared = -1;
+	pg_batch *b = pg_batch_begin(pc);
+	if (!b)
+		return;
+	persist_stmt *st;
+	size_t nst;
+	merge_of(eids, jsons, n, &st, &nst);
+	for (size_t k = 0; k < nst; k++) {
+		pg_batch_add_prepared(b, st[k].sql, st[k].nparams,
+		                      (const char *const *)st[k].values,
+		                      st[k].kind == PERSIST_IDS ? w_ids : NULL, w);
+		persist_stmt_dispose(&st[k]);
+	}
+	free(st);
+	pg_batch_add(b, "SELECT count(*), pg_backend_pid() FROM pg_prepared_statements", 0, NULL,
+	             w_prepared, w);
+	pg_batch_commit(b, w_done, w);
+	w_wait(&w->called, 1, 10000);
+}
+
+#define W_EV(mid, type, data)                                                                      \
+	"{\"chat_id\":\"c1\",\"message_id\":\"" mid "\",\"data\":{\"type\":\"" type                \
+	"\",\"data\":" data "}}"
+
+/* The statements are prepared once per session: a failed batch leaves
+ * them usable, a new session prepares them again. */
+static void test_merge_through_pg(void)
+{
+	seed();
+	base = event_base_new();
+	pg_conn_opts o = {.conninfo = conninfo, .name = "test", .on_up = w_up, .on_down = w_down};
+	pg_conn *pc = pg_conn_create(base, &o);
+	ok(w_wait(&conn_up, 1, 10000), "common/pg connects");
+	wbatch w;
+	static const char *const a[] = {"w1", "w2", "w3"};
+	static const char *const aj[] = {W_EV("m2", "status", "{\"n\":1}"),
+	                                 W_EV("m2", "message", "{\"content\":\"lo\"}"),
+	                                 W_EV("m7", "source", "{\"source\":{\"id\":\"s\"}}")};
+	w_batch(pc, a, aj, 3, &w);
+	ok(w.ok, "a merged batch commits");
+	is_int(w.prepared, 2, "its two statements were prepared");
+	static const char *const b[] = {"w4", "w1"};
+	static const char *const bj[] = {W_EV("m2", "status", "{\"n\":4}"),
+	                                 W_EV("m2", "status", "{\"n\":1}")};
+	w_batch(pc, b, bj, 2, &w);
+	ok(w.called && !w.ok, "a batch with a redelivered id fails");
+	is_str(w.state, "23505", "with a unique violation on the ids");
+	static const char *const c[] = {"w5", "w6"};
+	static const char *const cj[] = {W_EV("m2", "status", "{\"n\":5}"),
+	                                 W_EV("m2", "message", "{\"content\":\"!\"}")};
+	w_batch(pc, c, cj, 2, &w);
+	ok(w.ok, "the next batch on the session commits");
+	is_int(w.prepared, 2, "with the statements prepared before");
+
+	SQL_IS("true", "its backend is terminated", "SELECT pg_terminate_backend($1::int)::text",
+	       w.backend, NULL, NULL);
+	ok(w_wait(&conn_up, 0, 5000) && w_wait(&conn_up, 1, 10000), "common/pg reconnects");
+	static const char *const d[] = {"w7"};
+	static const char *const dj[] = {W_EV("m2", "status", "{\"n\":7}")};
+	w_batch(pc, d, dj, 1, &w);
+	ok(w.ok, "a merged batch on the new session commits");
+	is_int(w.prepared, 2, "its statements were prepared again");
+	JSONB_IS("[{\"n\": 1}, {\"n\": 5}, {\"n\": 7}]", "each status once, in order",
+	         "SELECT chat #> '{history,messages,m2,statusHistory}' FROM chat WHERE id = 'c1'");
+	SQL_IS("Hello!|1", "the rest too",
+	       "SELECT concat_ws('|', chat::jsonb #>> '{history,messages,m2,content}', "
+	       "jsonb_array_length(chat::jsonb #> '{history,messages,m7,sources}')) FROM chat "
+	       "WHERE id = $1",
+	       "c1", NULL, NULL);
+	pg_conn_destroy(pc);
+	event_base_free(base);
+}
+
 /* ---- throughput ---- */
 
 /* 1000 status updates in one transaction, sent the way the worker sends a
@@ -896,10 +1458,273 @@ static void throughput(int nchats)
 	tap_diag(line);
 }
 
+/*
+ * The worker's batches: a mix of updates (60% status, 30% message, 10%
+ * source) to message m2 of chats of about 4 KB, in transactions of
+ * `per_tx` updates sent as the worker sends them (pipelined, BEGIN ...
+ * COMMIT, one sync, the next once it committed), synchronous_commit on.
+ * Paths: a statement per update as text (the worker before merging), the
+ * same statements prepared, and the merged statements, prepared (the
+ * worker now). The updates come parsed; building the statements counts.
+ */
+enum { PATH_SINGLE, PATH_PREPARED, PATH_MERGED };
+
+typedef struct bench_ev {
+	char eid[16];
+	cJSON *data;
+} bench_ev;
+
+static const char *bench_name(const char *sql)
+{
+	static const char *const sqls[] = {sql_status, sql_message, sql_sources, sql_group,
+	                                   sql_ids};
+	static const char *const names[] = {"b_status", "b_message", "b_sources", "b_group",
+	                                    "b_ids"};
+	for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]); i++)
+		if (sql == sqls[i])
+			return names[i];
+	return NULL;
+}
+
+static void bench_prepare(void)
+{
+	static const char *const sqls[] = {sql_status, sql_message, sql_sources, sql_group,
+	                                   sql_ids};
+	for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]); i++) {
+		PGresult *r = PQprepare(db, bench_name(sqls[i]), sqls[i], 0, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			printf("# prepare failed: %s", PQresultErrorMessage(r));
+		PQclear(r);
+	}
+}
+
+/* nchats copies of c1 with two 1.7 KB messages more; returns the average
+ * size of their chat JSON in bytes. */
+static int bench_seed(int nchats)
+{
+	exec_ok(db, "TRUNCATE chat, chat_message, tidings_event");
+	char n[16], size[32];
+	snprintf(n, sizeof(n), "%d", nchats);
+	const char *p[2] = {c1_json, n};
+	PGresult *r = PQexecParams(
+	    db,
+	    "INSERT INTO chat (id, user_id, title, chat, created_at, updated_at, "
+	    "current_message_id) SELECT 'b' || g, 'u1', 't', jsonb_set($1::jsonb, "
+	    "'{history,messages}', ($1::jsonb #> '{history,messages}') || (SELECT "
+	    "jsonb_object_agg('p' || i, jsonb_build_object('id', 'p' || i, 'role', 'user', "
+	    "'content', repeat('x', 1700))) FROM generate_series(1, 2) i))::json, 100, 100, 'm2' "
+	    "FROM generate_series(0, $2::int - 1) g",
+	    2, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		printf("# bench seed failed: %s", PQresultErrorMessage(r));
+	PQclear(r);
+	/* The other messages' mirror rows and events applied before: a
+	 * database in use, whose statistics make the planner look rows up
+	 * by index rather than scan the tables. */
+	exec_ok(db,
+	        "INSERT INTO chat_message (id, chat_id, user_id, role, content, created_at, "
+	        "updated_at) SELECT c.id || '-h' || g, c.id, 'u1', 'user', '\"old\"', 1, 1 FROM "
+	        "chat c, generate_series(1, 20000 / (SELECT count(*) FROM chat)) g");
+	exec_ok(db, "INSERT INTO tidings_event (id, kind) SELECT 'old-' || g, 'events status' FROM "
+	            "generate_series(1, 20000) g");
+	exec_ok(db, "ANALYZE chat, chat_message, tidings_event");
+	return atoi(value(size, sizeof(size), "SELECT avg(octet_length(chat::text))::int FROM chat",
+	                  NULL, NULL, NULL));
+}
+
+static bench_ev *bench_events(int n, int nchats)
+{
+	bench_ev *v = calloc((size_t)n, sizeof(*v));
+	uint64_t saved = rng;
+	rng = 0x2545f4914f6cdd1dULL;
+	for (int k = 0; k < n; k++) {
+		char json[512];
+		unsigned w = rnd(10);
+		int chat = (int)rnd((unsigned)nchats);
+		if (w < 6)
+			snprintf(
+			    json, sizeof(json),
+			    "{\"chat_id\":\"b%d\",\"message_id\":\"m2\",\"data\":{\"type\":"
+			    "\"status\","
+			    "\"data\":{\"action\":\"web_search\",\"description\":\"Searching %d\","
+			    "\"done\":false}}}",
+			    chat, k);
+		else if (w < 9)
+			snprintf(json, sizeof(json),
+			         "{\"chat_id\":\"b%d\",\"message_id\":\"m2\",\"data\":{\"type\":"
+			         "\"message\",\"data\":{\"content\":\" token %d\"}}}",
+			         chat, k);
+		else
+			snprintf(
+			    json, sizeof(json),
+			    "{\"chat_id\":\"b%d\",\"message_id\":\"m2\",\"data\":{\"type\":"
+			    "\"source\","
+			    "\"data\":{\"source\":{\"name\":\"doc "
+			    "%d\",\"url\":\"https://example.com/"
+			    "%d\"},\"document\":[\"a passage of the document\"],\"metadata\":[{"
+			    "\"source\":\"https://example.com/%d\"}]}}}",
+			    chat, k, k, k);
+		snprintf(v[k].eid, sizeof(v[k].eid), "bench-%d", k % 1000000);
+		v[k].data = cJSON_Parse(json);
+	}
+	rng = saved;
+	return v;
+}
+
+/* One transaction: BEGIN, the statements, COMMIT, one sync. Adds the
+ * updates applied to *applied; returns the number of failed results. */
+static int bench_tx(persist_stmt *st, size_t n, int prepared, int *applied)
+{
+	PQenterPipelineMode(db);
+	PQsendQueryParams(db, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = prepared ? bench_name(st[i].sql) : NULL;
+		if (name)
+			PQsendQueryPrepared(db, name, st[i].nparams,
+			                    (const char *const *)st[i].values, NULL, NULL, 0);
+		else
+			PQsendQueryParams(db, st[i].sql, st[i].nparams, NULL,
+			                  (const char *const *)st[i].values, NULL, NULL, 0);
+	}
+	PQsendQueryParams(db, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+	PQpipelineSync(db);
+	int failed = 0, synced = 0;
+	size_t res = 0; /* results so far: BEGIN, then the statements, then COMMIT */
+	while (!synced && PQstatus(db) == CONNECTION_OK) {
+		PGresult *r = PQgetResult(db);
+		if (!r)
+			continue;
+		ExecStatusType s = PQresultStatus(r);
+		if (s == PGRES_PIPELINE_SYNC) {
+			synced = 1;
+		} else if (s == PGRES_TUPLES_OK && res >= 1 && res <= n) {
+			if (st[res - 1].kind == PERSIST_GROUP)
+				*applied += PQntuples(r) ? atoi(PQgetvalue(r, 0, 2)) : 0;
+			else
+				*applied += PQntuples(r);
+		} else if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+			if (!failed)
+				printf("# bench: %s", PQresultErrorMessage(r));
+			failed++;
+		}
+		res += !synced;
+		PQclear(r);
+	}
+	PQexitPipelineMode(db);
+	if (failed)
+		exec_ok(db, "ROLLBACK");
+	return failed;
+}
+
+/* Applies v[0..n) in transactions of per_tx by one path; returns the time
+ * taken in microseconds and the statements sent in *nstmts. */
+static uint64_t bench_run(bench_ev *v, int n, int per_tx, int path, int *applied, int *failed,
+                          size_t *nstmts)
+{
+	uint64_t t0 = mono_us();
+	for (int lo = 0; lo < n; lo += per_tx) {
+		int hi = lo + per_tx < n ? lo + per_tx : n;
+		persist_stmt *st = NULL;
+		size_t nst = 0;
+		if (path == PATH_MERGED) {
+			persist_merge m;
+			persist_merge_init(&m);
+			const char *err;
+			for (int k = lo; k < hi; k++)
+				persist_merge_add(&m, v[k].eid, "u1", v[k].data, &err);
+			persist_merge_build(&m, &st, &nst);
+		} else {
+			st = calloc((size_t)(hi - lo), sizeof(*st));
+			const char *err;
+			for (int k = lo; k < hi; k++)
+				nst += persist_events_stmt(v[k].eid, "u1", v[k].data, &st[nst],
+				                           &err) == 0;
+		}
+		*failed += bench_tx(st, nst, path != PATH_SINGLE, applied);
+		*nstmts += nst;
+		for (size_t i = 0; i < nst; i++)
+			persist_stmt_dispose(&st[i]);
+		free(st);
+	}
+	return mono_us() - t0;
+}
+
+/* The chats and mirror rows, as one digest; "ok" or what is wrong with
+ * them after n updates. */
+static void bench_check(int n, int nchats, char *digest, size_t size)
+{
+	char want[64], sn[16];
+	int statuses = 0, sources = 0;
+	rng = 0x2545f4914f6cdd1dULL;
+	for (int k = 0; k < n; k++) {
+		unsigned w = rnd(10);
+		rnd((unsigned)nchats);
+		statuses += w < 6;
+		sources += w >= 9;
+	}
+	snprintf(want, sizeof(want), "%d|%d|t", statuses, sources);
+	snprintf(sn, sizeof(sn), "%d", n);
+	SQL_IS(
+	    want, "every update is in the chats, and the mirror rows equal them",
+	    "SELECT concat_ws('|', sum(jsonb_array_length(j -> 'statusHistory')), "
+	    "sum(jsonb_array_length(j -> 'sources')), bool_and(m.status_history::jsonb = j -> "
+	    "'statusHistory' AND m.content::jsonb = j -> 'content' AND m.sources::jsonb = j -> "
+	    "'sources')) FROM (SELECT id, chat::jsonb #> '{history,messages,m2}' AS j FROM chat) "
+	    "c JOIN chat_message m ON m.id = c.id || '-m2'",
+	    NULL, NULL, NULL);
+	value(digest, size,
+	      "SELECT md5(string_agg(chat::jsonb::text || m.status_history::jsonb::text || "
+	      "m.content::jsonb::text || m.sources::jsonb::text, '' ORDER BY c.id)) FROM chat c "
+	      "JOIN chat_message m ON m.id = c.id || '-m2'",
+	      NULL, NULL, NULL);
+}
+
+static void bench(int nchats, int n, int per_tx, int path, char *digest, size_t size)
+{
+	static const char *const paths[] = {"a statement per update",
+	                                    "a prepared statement per update", "merged, prepared"};
+	int kb = bench_seed(nchats), applied = 0, failed = 0;
+	size_t nst = 0;
+	bench_ev *v = bench_events(n, nchats);
+	uint64_t us = bench_run(v, n, per_tx, path, &applied, &failed, &nst);
+	for (int k = 0; k < n; k++)
+		cJSON_Delete(v[k].data);
+	free(v);
+	is_int(failed, 0, "%d chats, %s: no statement failed", nchats, paths[path]);
+	is_int(applied, n, "%d chats, %s: every update applied", nchats, paths[path]);
+	bench_check(n, nchats, digest, size);
+	char line[256];
+	snprintf(line, sizeof(line),
+	         "throughput: %d updates to %d chats of %.1f KB, %d per transaction, %s (%zu "
+	         "statements): %.0f ms, %.0f updates/s",
+	         n, nchats, kb / 1024.0, per_tx, paths[path], nst, us / 1000.0,
+	         n * 1e6 / (double)us);
+	tap_diag(line);
+}
+
 static void test_throughput(void)
 {
 	throughput(1);
 	throughput(100);
+	/* A statement per update takes seconds per thousand: by default those
+	 * paths run the first 1000 updates only (PERSIST_BENCH=full: all). */
+	enum { N = 10000 };
+	int nsingle =
+	    getenv("PERSIST_BENCH") && strcmp(getenv("PERSIST_BENCH"), "full") == 0 ? N : 1000;
+	bench_prepare();
+	static const int chats[] = {100, 10};
+	for (size_t c = 0; c < 2; c++) {
+		char single[64], merged[64];
+		bench(chats[c], nsingle, 1000, PATH_SINGLE, single, sizeof(single));
+		bench(chats[c], nsingle, 1000, PATH_PREPARED, merged, sizeof(merged));
+		is_str(merged, single, "%d chats: prepared statements, the same result", chats[c]);
+		bench(chats[c], nsingle, 1000, PATH_MERGED, merged, sizeof(merged));
+		is_str(merged, single, "%d chats: merged, the same result as a statement each",
+		       chats[c]);
+		static const int per_tx[] = {500, 1000, 2000};
+		for (size_t t = 0; t < 3; t++)
+			bench(chats[c], N, per_tx[t], PATH_MERGED, merged, sizeof(merged));
+	}
 }
 
 int main(void)
@@ -933,6 +1758,10 @@ int main(void)
 	test_stored_shapes();
 	test_verbatim();
 	test_concurrency();
+	test_merge_property();
+	test_merge_redelivery();
+	test_merge_concurrency();
+	test_merge_through_pg();
 	test_throughput();
 	PQfinish(db);
 	cluster_stop();
