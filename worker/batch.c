@@ -9,7 +9,10 @@
  * identity the gateway verified (entry field `user`), at use time, never
  * from a connect-time snapshot. Effects are gated on inserting the event
  * id into tidings_event in the same statement, so a redelivered event
- * changes nothing.
+ * changes nothing; the `events` updates of a batch applied as a whole are
+ * merged (worker/persist.h) and their ids recorded in the same
+ * transaction by a statement that a redelivered id makes fail, after which
+ * the batch is applied one entry at a time.
  */
 #include "batch.h"
 
@@ -25,6 +28,7 @@
 #include "fanout.h"
 #include "persist.h"
 #include "wk.h"
+#include "ydoc.h"
 
 typedef struct batch {
 	wk_entry *e;
@@ -35,11 +39,21 @@ typedef struct batch {
 	 * applied: a shard never stalls behind it). */
 	int lo, hi;
 	int split;
+	unsigned flags;
+	persist_merge pm; /* the `events` updates dispatched, when B_MERGE */
 	void (*done)(void);
 	fanout_list out;
 	int attempt;
 	struct event *retry_ev;
 } batch;
+
+enum {
+	/* [lo, hi) is applied as a whole: its persisted `events` updates are
+	 * merged (worker/persist.h) rather than a statement each. */
+	B_MERGE = 1u << 0,
+	/* The merged updates' event ids met one recorded before. */
+	B_REDELIVERED = 1u << 1,
+};
 
 static void start(batch *b);
 
@@ -49,6 +63,28 @@ static char *dup_field(const redisReply *kv, const char *name)
 {
 	slice v = redis_field(kv, name);
 	return v.base ? strndup(v.base, v.len) : NULL;
+}
+
+/* Binary attachments att0, att1, ... up to the first missing one. */
+static void entry_decode_att(wk_entry *e, const redisReply *kv)
+{
+	char name[16];
+	for (int k = 0; k < 16; k++) {
+		snprintf(name, sizeof(name), "att%d", k);
+		slice a = redis_field(kv, name);
+		if (!a.base)
+			break;
+		wk_att *att = realloc(e->att, (size_t)(k + 1) * sizeof(*att));
+		if (!att)
+			break;
+		e->att = att;
+		e->att[k].p = malloc(a.len ? a.len : 1);
+		if (!e->att[k].p)
+			break;
+		memcpy(e->att[k].p, a.base, a.len);
+		e->att[k].len = a.len;
+		e->natt = k + 1;
+	}
 }
 
 int entry_decode(wk_entry *e, int shard, const redisReply *item)
@@ -74,6 +110,7 @@ int entry_decode(wk_entry *e, int shard, const redisReply *item)
 	e->to_type = dup_field(kv, "to_type");
 	e->to = dup_field(kv, "to");
 	e->update_db = slice_eq_cstr(redis_field(kv, "update_db"), "1");
+	entry_decode_att(e, kv);
 	slice ack = redis_field(kv, "ack");
 	if (ack.base && ack.len && ack.len < 20)
 		e->ack = strtoll(ack.base, NULL, 10);
@@ -114,6 +151,9 @@ void entry_dispose(wk_entry *e)
 	free(e->to_type);
 	free(e->to);
 	cJSON_Delete(e->args);
+	for (int k = 0; k < e->natt; k++)
+		free(e->att[k].p);
+	free(e->att);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -236,7 +276,8 @@ static hctx *ctx(batch *b, int i)
 
 /* An `events` emit with update_db persists into the chat of its target
  * user (the chat's owner, as Open WebUI's emitter does), in one atomic
- * statement per event (worker/persist.c). */
+ * statement per event (worker/persist.c), or merged with the batch's
+ * other updates to the same message. */
 static void on_persisted(void *arg, const PGresult *res)
 {
 	hctx *c = arg;
@@ -293,6 +334,59 @@ static void persist_note(batch *b, int i, pg_batch *pb)
 	free(mjson);
 }
 
+/* The merged statements of a batch (persist_merge_build): a group's row
+ * says how many of its updates changed the chat. */
+static void on_merged_group(void *arg, const PGresult *res)
+{
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		wk.m.effects += (uint64_t)atoi(PQgetvalue(res, 0, 2));
+}
+
+/* The merged updates' event ids. A unique violation means one of them was
+ * applied before: a redelivery, which the single statements skip. */
+static void on_merged_ids(void *arg, const PGresult *res)
+{
+	batch *b = arg;
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (state && strcmp(state, "23505") == 0)
+		b->flags |= B_REDELIVERED;
+}
+
+/* Adds the statements of the `events` updates merged so far. The ids go
+ * first, so that a redelivery fails the transaction before the groups
+ * run. */
+static void persist_flush(batch *b, pg_batch *pb)
+{
+	persist_stmt *st;
+	size_t n;
+	if (persist_merge_build(&b->pm, &st, &n) < 0) {
+		/* Out of memory. A NULL statement fails the batch (pg.h), so
+		 * nothing is committed without these updates. */
+		log_error("batch of %d entries: no memory to merge its updates", b->hi - b->lo);
+		pg_batch_add(pb, NULL, 0, NULL, NULL, NULL);
+		return;
+	}
+	for (size_t k = 0; k < n; k++) {
+		pg_result_fn *cb = st[k].kind == PERSIST_IDS     ? on_merged_ids
+		                   : st[k].kind == PERSIST_GROUP ? on_merged_group
+		                                                 : on_persisted;
+		pg_batch_add_prepared(pb, st[k].sql, st[k].nparams,
+		                      (const char *const *)st[k].values, cb,
+		                      st[k].kind == PERSIST_IDS ? b : NULL);
+		persist_stmt_dispose(&st[k]);
+	}
+	free(st);
+}
+
+/* Entries whose statements read or write what the merged statements
+ * write (chat, chat_message): the merged updates before them are flushed
+ * first, so each sees the chats as the single statements would leave
+ * them. events:chat marks a chat read and reads its updated_at. */
+static int reads_chats(const wk_entry *e)
+{
+	return strcmp(e->kind, "event") == 0 && e->event && strcmp(e->event, "events:chat") == 0;
+}
+
 static void persist_emit(batch *b, int i, pg_batch *pb)
 {
 	wk_entry *e = &b->e[i];
@@ -311,15 +405,22 @@ static void persist_emit(batch *b, int i, pg_batch *pb)
 		owner = e->to;
 	else if (strcmp(e->to_type, "room") == 0 && strncmp(e->to, "user:", 5) == 0)
 		owner = e->to + 5;
-	persist_stmt st = {0};
+	const cJSON *data = cJSON_GetArrayItem(e->args, 0);
 	const char *err = NULL;
-	int rc = persist_events_stmt(e->eid, owner, cJSON_GetArrayItem(e->args, 0), &st, &err);
+	int rc;
+	if (b->flags & B_MERGE) {
+		rc = persist_merge_add(&b->pm, e->eid, owner, data, &err);
+	} else {
+		persist_stmt st = {0};
+		rc = persist_events_stmt(e->eid, owner, data, &st, &err);
+		if (rc == 0)
+			pg_batch_add_prepared(pb, st.sql, st.nparams,
+			                      (const char *const *)st.values, on_persisted,
+			                      ctx(b, i));
+		persist_stmt_dispose(&st);
+	}
 	if (rc < 0)
 		log_warn("emit %s not persisted: %s", e->eid, err);
-	if (rc == 0)
-		pg_batch_add(pb, st.sql, st.nparams, (const char *const *)st.values, on_persisted,
-		             ctx(b, i));
-	persist_stmt_dispose(&st);
 }
 
 /* user-join and join-channels: the user's channels become rooms of this
@@ -1004,8 +1105,12 @@ static void dispatch(batch *b, int i, pg_batch *pb)
 		h_emit(b, i, pb);
 		return;
 	}
+	if (strcmp(e->kind, "disconnect") == 0) {
+		ydoc_disconnect(e, &b->out);
+		return;
+	}
 	if (strcmp(e->kind, "event") != 0 || !e->event)
-		return; /* connect, disconnect, ack: nothing in the database yet */
+		return; /* connect, ack: nothing in the database yet */
 	if (strcmp(e->event, "user-join") == 0 || strcmp(e->event, "join-channels") == 0)
 		h_user_channels(b, i, pb);
 	else if (strcmp(e->event, "heartbeat") == 0)
@@ -1018,6 +1123,8 @@ static void dispatch(batch *b, int i, pg_batch *pb)
 		h_join_note(b, i, pb);
 	else if (strcmp(e->event, "usage") == 0)
 		h_usage(b, i);
+	else if (strncmp(e->event, "ydoc:", 5) == 0)
+		ydoc_handle(e, pb, &b->out);
 	else
 		log_debug("event '%s' has no handler: dropped", e->event);
 }
@@ -1030,6 +1137,7 @@ static void batch_free(batch *b)
 		entry_dispose(&b->e[i]);
 	free(b->e);
 	fanout_dispose(&b->out);
+	persist_merge_dispose(&b->pm);
 	if (b->retry_ev)
 		event_free(b->retry_ev);
 	free(b);
@@ -1116,11 +1224,31 @@ static void park(batch *b, const char *why)
 	next_range(b);
 }
 
+/* From now on the entries are applied one at a time, from the first. */
+static void split_up(batch *b, const char *why, const char *err)
+{
+	log_warn("batch of %d entries %s (%s): applying one by one", b->n, why, err);
+	b->split = 1;
+	b->lo = -1;
+	b->hi = 0;
+	fanout_dispose(&b->out);
+	fanout_init(&b->out);
+	next_range(b);
+}
+
 static void on_commit(void *arg, int ok, const char *err)
 {
 	batch *b = arg;
 	if (ok) {
 		fanout_publish(&b->out, on_published, b);
+		return;
+	}
+	/* A redelivery among the merged updates: no retry of the whole can
+	 * succeed, and the message (which quotes the event id) must not be
+	 * mistaken for a transient failure. The single statements skip what
+	 * was applied. */
+	if (b->flags & B_REDELIVERED) {
+		split_up(b, "holds events applied before", err);
 		return;
 	}
 	if (!transient_failure(err)) {
@@ -1129,15 +1257,7 @@ static void on_commit(void *arg, int ok, const char *err)
 			return;
 		}
 		if (b->n > 1 || b->attempt >= 2) {
-			log_warn(
-			    "batch of %d entries refused by the database (%s): applying one by one",
-			    b->n, err);
-			b->split = 1;
-			b->lo = -1;
-			b->hi = 0;
-			fanout_dispose(&b->out);
-			fanout_init(&b->out);
-			next_range(b);
+			split_up(b, "refused by the database", err);
 			return;
 		}
 	}
@@ -1151,8 +1271,16 @@ static void start(batch *b)
 		retry_later(b, "database unavailable");
 		return;
 	}
-	for (int i = b->lo; i < b->hi; i++)
+	/* One entry at a time (split, or a batch of one) keeps the single
+	 * statements: they skip a redelivered event instead of failing. */
+	b->flags = !b->split && b->hi - b->lo > 1 ? B_MERGE : 0;
+	persist_merge_dispose(&b->pm);
+	for (int i = b->lo; i < b->hi; i++) {
+		if (reads_chats(&b->e[i]))
+			persist_flush(b, pb);
 		dispatch(b, i, pb);
+	}
+	persist_flush(b, pb);
 	pg_batch_commit(pb, on_commit, b);
 }
 

@@ -14,6 +14,12 @@
 #include <hiredis/hiredis.h>
 #include <stdint.h>
 
+/* A binary attachment of a client event (fields att0..attN). */
+typedef struct wk_att {
+	char *p;
+	size_t len;
+} wk_att;
+
 typedef struct wk_entry {
 	int shard;
 	char id[48]; /* stream id, for XACK */
@@ -22,6 +28,8 @@ typedef struct wk_entry {
 	int update_db;
 	int64_t ack;
 	cJSON *args; /* parsed data, or NULL */
+	wk_att *att; /* referenced from args by {"_placeholder":true,"num":i} */
+	int natt;
 } wk_entry;
 
 /* Fills e from one stream entry ([id, [field, value, ...]]) of shard

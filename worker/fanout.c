@@ -51,6 +51,14 @@ void fanout_init(fanout_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+struct fanout_step {
+	fanout_list *l;  /* the list being published */
+	fanout_list sub; /* the deliveries it made; their gateways are known */
+	fanout_step_fn *run;
+	void (*dispose)(void *arg);
+	void *arg;
+};
+
 static void op_free(fanout_op *o)
 {
 	free(o->gw);
@@ -61,6 +69,16 @@ static void op_free(fanout_op *o)
 	for (int i = 0; i < o->ngws; i++)
 		free(o->gws[i]);
 	free(o->gws);
+	for (int i = 0; i < o->natt; i++)
+		free(o->att[i]);
+	free(o->att);
+	free(o->att_len);
+	if (o->step) {
+		if (o->step->dispose)
+			o->step->dispose(o->step->arg);
+		fanout_dispose(&o->step->sub);
+		free(o->step);
+	}
 }
 
 void fanout_dispose(fanout_list *l)
@@ -88,20 +106,28 @@ static char *str_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-/* 2["event",data] on the root namespace. */
-static char *event_packet(const char *event, const cJSON *data)
+/* 2["event",data] on the root namespace; with attachments the binary
+ * event 5{natt}-["event",data]. */
+static char *event_packet(const char *event, const cJSON *data, int natt)
 {
 	cJSON *arr = cJSON_CreateArray();
 	cJSON_AddItemToArray(arr, cJSON_CreateString(event));
 	cJSON_AddItemToArray(arr, cJSON_Duplicate(data, 1));
 	char *json = json_print(arr);
 	cJSON_Delete(arr);
-	size_t n = strlen(json);
-	char *pkt = malloc(n + 2);
-	pkt[0] = '2';
-	memcpy(pkt + 1, json, n + 1);
+	buf b;
+	buf_init(&b, 0);
+	if (natt > 0) {
+		buf_append_byte(&b, '5');
+		buf_append_u64(&b, (uint64_t)natt);
+		buf_append_byte(&b, '-');
+	} else {
+		buf_append_byte(&b, '2');
+	}
+	buf_append_cstr(&b, json);
+	buf_append_byte(&b, '\0');
 	free(json);
-	return pkt;
+	return b.data;
 }
 
 void fanout_emit(fanout_list *l, const char *room, const char *event, const cJSON *data,
@@ -109,7 +135,7 @@ void fanout_emit(fanout_list *l, const char *room, const char *event, const cJSO
 {
 	fanout_op *o = push(l, FANOUT_ROOM);
 	o->target = strdup(room);
-	o->pkt = event_packet(event, data);
+	o->pkt = event_packet(event, data, 0);
 	o->except = str_or_null(except);
 }
 
@@ -143,7 +169,7 @@ void fanout_emit_sid(fanout_list *l, const char *sid, const char *event, const c
 {
 	fanout_op *o = push(l, FANOUT_SID);
 	o->target = strdup(sid);
-	o->pkt = event_packet(event, data);
+	o->pkt = event_packet(event, data, 0);
 }
 
 void fanout_sync(fanout_list *l, const char *gw, const char *sid, const char *prefix,
@@ -168,8 +194,85 @@ void fanout_join(fanout_list *l, const char *gw, const char *sid, const char *ro
 	o->room = strdup(room);
 }
 
+/* ---- steps ---- */
+
+void fanout_add_step(fanout_list *l, fanout_step_fn *run, void (*dispose)(void *arg), void *arg)
+{
+	fanout_op *o = push(l, FANOUT_STEP);
+	o->step = calloc(1, sizeof(*o->step));
+	o->step->run = run;
+	o->step->dispose = dispose;
+	o->step->arg = arg;
+	fanout_init(&o->step->sub);
+}
+
+static void copy_att(fanout_op *o, const slice *att, int natt)
+{
+	if (natt <= 0)
+		return;
+	o->att = calloc((size_t)natt, sizeof(char *));
+	o->att_len = calloc((size_t)natt, sizeof(size_t));
+	for (int i = 0; i < natt; i++) {
+		o->att[i] = malloc(att[i].len ? att[i].len : 1);
+		if (att[i].len)
+			memcpy(o->att[i], att[i].base, att[i].len);
+		o->att_len[i] = att[i].len;
+	}
+	o->natt = natt;
+}
+
+void fanout_step_emit(fanout_step *st, const char *const *gws, int ngws, const char *room,
+                      const char *event, const cJSON *data, const slice *att, int natt,
+                      const char *except)
+{
+	if (ngws <= 0)
+		return;
+	fanout_op *o = push(&st->sub, FANOUT_ROOM);
+	o->target = strdup(room);
+	o->pkt = event_packet(event, data, natt);
+	o->except = str_or_null(except);
+	o->gws = calloc((size_t)ngws, sizeof(char *));
+	for (int i = 0; i < ngws; i++)
+		o->gws[o->ngws++] = strdup(gws[i]);
+	copy_att(o, att, natt);
+}
+
+void fanout_step_emit_sid(fanout_step *st, const char *gw, const char *sid, const char *event,
+                          const cJSON *data)
+{
+	fanout_op *o = push(&st->sub, FANOUT_SID);
+	o->gw = strdup(gw);
+	o->target = strdup(sid);
+	o->pkt = event_packet(event, data, 0);
+}
+
+static void step_room_op(fanout_step *st, int type, const char *gw, const char *sid,
+                         const char *room)
+{
+	fanout_op *o = push(&st->sub, type);
+	o->gw = strdup(gw);
+	o->target = strdup(sid);
+	o->room = strdup(room);
+}
+
+void fanout_step_join(fanout_step *st, const char *gw, const char *sid, const char *room)
+{
+	step_room_op(st, FANOUT_JOIN, gw, sid, room);
+}
+
+void fanout_step_leave(fanout_step *st, const char *gw, const char *sid, const char *room)
+{
+	step_room_op(st, FANOUT_LEAVE, gw, sid, room);
+}
+
+/* ---- publishing ---- */
+
 static void xadd(const char *gw, const fanout_op *o)
 {
+	static const char *const ops[] = {"room", "sid", "join", "rooms", "leave"};
+	static const char *const att_names[] = {"att0",  "att1",  "att2",  "att3", "att4",  "att5",
+	                                        "att6",  "att7",  "att8",  "att9", "att10", "att11",
+	                                        "att12", "att13", "att14", "att15"};
 	char key[400];
 	snprintf(key, sizeof(key), "%s:gw:%s:dlv", wk.cfg.redis_prefix, gw);
 	redis_argv a;
@@ -183,7 +286,6 @@ static void xadd(const char *gw, const fanout_op *o)
 	redis_arg_str(&a, "v");
 	redis_arg_str(&a, "1");
 	redis_arg_str(&a, "op");
-	static const char *const ops[] = {"room", "sid", "join", "rooms"};
 	redis_arg_str(&a, ops[o->type]);
 	redis_arg_str(&a, "target");
 	redis_arg_str(&a, o->target);
@@ -204,23 +306,29 @@ static void xadd(const char *gw, const fanout_op *o)
 		redis_arg_str(&a, "except");
 		redis_arg_str(&a, o->except);
 	}
+	for (int i = 0; i < o->natt && i < (int)(sizeof(att_names) / sizeof(*att_names)); i++) {
+		redis_arg_str(&a, att_names[i]);
+		redis_arg(&a, o->att[i], o->att_len[i]);
+	}
 	redis_send(wk.rc, NULL, NULL, &a);
 	wk.m.deliveries++;
 }
 
-/* All look-ups answered: every entry goes out in the order it was made. */
-static void send_all(fanout_list *l)
+/* Every entry goes out in the order it was made; a step's deliveries at
+ * the step's place. */
+static void send_ops(const fanout_list *l)
 {
 	for (int i = 0; i < l->n; i++) {
-		fanout_op *o = &l->ops[i];
-		if (o->type == FANOUT_ROOM)
+		const fanout_op *o = &l->ops[i];
+		if (o->type == FANOUT_STEP)
+			send_ops(&o->step->sub);
+		else if (o->type == FANOUT_ROOM)
 			for (int k = 0; k < o->ngws; k++)
 				xadd(o->gws[k], o);
 		else if (o->gw)
 			xadd(o->gw, o);
 		/* else: a socket no gateway holds any more; nothing to deliver */
 	}
-	l->cb(l->arg, 1);
 }
 
 typedef struct lookup {
@@ -233,12 +341,19 @@ static int needs_lookup(const fanout_op *o)
 	return o->type == FANOUT_ROOM || (o->type == FANOUT_SID && !o->gw);
 }
 
-static void finish(fanout_list *l)
+/* One answer (or the sending itself) is accounted for; after the last,
+ * everything goes out, or the publish fails. The list may be freed by
+ * the callback: nothing touches it afterwards. */
+static void release(fanout_list *l)
 {
-	if (l->failed)
+	if (--l->waiting > 0)
+		return;
+	if (l->failed) {
 		l->cb(l->arg, 0);
-	else
-		send_all(l);
+		return;
+	}
+	send_ops(l);
+	l->cb(l->arg, 1);
 }
 
 static void on_registry(redis_conn *rc, const redisReply *r, void *arg)
@@ -264,8 +379,73 @@ static void on_registry(redis_conn *rc, const redisReply *r, void *arg)
 				o->gws[o->ngws++] = strndup(g->str, g->len);
 		}
 	}
-	if (--l->waiting == 0)
-		finish(l);
+	release(l);
+}
+
+typedef struct step_call {
+	fanout_step *st;
+	fanout_reply_fn *cb;
+	void *arg;
+} step_call;
+
+static void on_step_reply(redis_conn *rc, const redisReply *r, void *arg)
+{
+	step_call *c = arg;
+	fanout_list *l = c->st->l;
+	if (r)
+		c->cb(c->st, r, c->arg);
+	else
+		l->failed = 1;
+	free(c);
+	release(l);
+}
+
+int fanout_step_cmd(fanout_step *st, fanout_reply_fn *cb, void *arg, const redis_argv *a)
+{
+	fanout_list *l = st->l;
+	step_call *c = malloc(sizeof(*c));
+	if (!c) {
+		l->failed = 1;
+		return -1;
+	}
+	c->st = st;
+	c->cb = cb;
+	c->arg = arg;
+	l->waiting++;
+	if (redis_send(wk.rc, on_step_reply, c, a) < 0) {
+		/* The connection is down: those sent will answer NULL. */
+		l->waiting--;
+		l->failed = 1;
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+static int send_lookup(fanout_list *l, int i)
+{
+	fanout_op *o = &l->ops[i];
+	char key[400];
+	lookup *lk = malloc(sizeof(*lk));
+	if (!lk)
+		return -1;
+	lk->l = l;
+	lk->i = i;
+	int rc;
+	if (o->type == FANOUT_ROOM) {
+		snprintf(key, sizeof(key), "%s:room:%s", wk.cfg.redis_prefix, o->target);
+		const char *argv[] = {"HGETALL", key};
+		size_t lens[] = {7, strlen(key)};
+		rc = redis_cmd(wk.rc, on_registry, lk, 2, argv, lens);
+	} else {
+		snprintf(key, sizeof(key), "%s:sid:%s", wk.cfg.redis_prefix, o->target);
+		const char *argv[] = {"HGET", key, "gw"};
+		size_t lens[] = {4, strlen(key), 2};
+		rc = redis_cmd(wk.rc, on_registry, lk, 3, argv, lens);
+	}
+	if (rc < 0)
+		free(lk);
+	return rc;
 }
 
 void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg)
@@ -277,47 +457,24 @@ void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg)
 		cb(arg, 0);
 		return;
 	}
-	int rooms = 0;
-	for (int i = 0; i < l->n; i++)
-		rooms += needs_lookup(&l->ops[i]);
-	if (rooms == 0) {
-		send_all(l);
-		return;
-	}
-	/* One look-up per room op, pipelined; the entries go out when the last
-	 * answer is in, so their order is the order they were made. */
-	l->waiting = rooms;
-	for (int i = 0; i < l->n; i++) {
+	/* One look-up per room op and the steps' commands, pipelined in the
+	 * list's order; the entries go out when the last answer is in, so
+	 * their order is the order they were made. The count is held at one
+	 * while sending, so no answer can finish the publish early. */
+	l->waiting = 1;
+	for (int i = 0; i < l->n && !l->failed; i++) {
 		fanout_op *o = &l->ops[i];
-		if (!needs_lookup(o))
-			continue;
-		char key[400];
-		int rc;
-		lookup *lk = malloc(sizeof(*lk));
-		lk->l = l;
-		lk->i = i;
-		if (o->type == FANOUT_ROOM) {
-			snprintf(key, sizeof(key), "%s:room:%s", wk.cfg.redis_prefix, o->target);
-			const char *argv[] = {"HGETALL", key};
-			size_t lens[] = {7, strlen(key)};
-			rc = redis_cmd(wk.rc, on_registry, lk, 2, argv, lens);
-		} else {
-			snprintf(key, sizeof(key), "%s:sid:%s", wk.cfg.redis_prefix, o->target);
-			const char *argv[] = {"HGET", key, "gw"};
-			size_t lens[] = {4, strlen(key), 2};
-			rc = redis_cmd(wk.rc, on_registry, lk, 3, argv, lens);
-		}
-		if (rc < 0) {
-			/* The connection is down: those sent will answer NULL; the
-			 * rest never will. */
-			free(lk);
-			l->failed = 1;
-			l->waiting -= rooms;
-			for (int k = 0; k < i; k++)
-				l->waiting += needs_lookup(&l->ops[k]);
-			if (l->waiting == 0)
-				finish(l);
-			return;
+		if (o->type == FANOUT_STEP) {
+			o->step->l = l;
+			o->step->run(o->step, o->step->arg);
+		} else if (needs_lookup(o)) {
+			l->waiting++;
+			if (send_lookup(l, i) < 0) {
+				/* The connection is down: those sent will answer NULL. */
+				l->waiting--;
+				l->failed = 1;
+			}
 		}
 	}
+	release(l);
 }

@@ -7,26 +7,37 @@
  * registry hash (P:room:{room}) that are alive: one delivery entry per
  * gateway with members, never one per socket, never one per gateway of the
  * cluster. Socket-targeted operations go to the gateway recorded in the
- * ingress entry.
+ * ingress entry. Steps (below) decide their deliveries from a Redis
+ * script's answer and name their gateways themselves.
  */
 #ifndef TIDINGS_FANOUT_H
 #define TIDINGS_FANOUT_H
 
 #include <cJSON.h>
+#include <hiredis/hiredis.h>
+
+#include "common/redis.h"
+#include "common/slice.h"
+
+typedef struct fanout_step fanout_step;
 
 typedef struct fanout_op {
-	int type; /* FANOUT_ROOM, FANOUT_SID, FANOUT_JOIN */
+	int type; /* FANOUT_* */
 	char *gw, *target, *room, *pkt, *except;
-	char **gws; /* FANOUT_ROOM: gateways found in the registry */
+	char **gws; /* FANOUT_ROOM: gateways found in the registry (or given) */
 	int ngws;
+	char **att; /* binary attachments of pkt (a `5` packet) */
+	size_t *att_len;
+	int natt;
+	fanout_step *step; /* FANOUT_STEP */
 } fanout_op;
 
-enum { FANOUT_ROOM, FANOUT_SID, FANOUT_JOIN, FANOUT_SYNC };
+enum { FANOUT_ROOM, FANOUT_SID, FANOUT_JOIN, FANOUT_SYNC, FANOUT_LEAVE, FANOUT_STEP };
 
 typedef struct fanout_list {
 	fanout_op *ops;
 	int n, cap;
-	int waiting; /* registry look-ups outstanding */
+	int waiting; /* replies outstanding (+1 while the commands are being sent) */
 	int failed;
 	void (*cb)(void *arg, int ok);
 	void *arg;
@@ -50,6 +61,48 @@ void fanout_sync(fanout_list *l, const char *gw, const char *sid, const char *pr
                  const cJSON *rooms);
 /* Puts socket sid (at gateway gw) in room. */
 void fanout_join(fanout_list *l, const char *gw, const char *sid, const char *room);
+
+/*
+ * Steps: operations whose deliveries are only known once Redis has
+ * answered (a collaborative document's sessions and update log, read and
+ * written by one script). A step runs when the list is published, in the
+ * list's order with the registry look-ups and the other steps, so the
+ * Redis effects of a batch happen in the order of its entries; the
+ * deliveries it then makes go out at that same place in the order.
+ *
+ * run(st, arg) is called once by fanout_publish, only when Redis is up; it
+ * sends its commands with fanout_step_cmd (or none). Each command's
+ * callback runs once with the reply (possibly an error reply, which the
+ * step handles); a lost connection fails the publish instead, without
+ * calling it. Deliveries are added, from run or from a callback, with the
+ * fanout_step_* functions below, whose gateways the step names itself.
+ * dispose(arg) runs when the list is disposed (also after a publish that
+ * failed: the batch is then applied again and makes new steps). The step
+ * owns nothing of the list; arg is the caller's.
+ */
+typedef void fanout_step_fn(fanout_step *st, void *arg);
+typedef void fanout_reply_fn(fanout_step *st, const redisReply *r, void *arg);
+
+void fanout_add_step(fanout_list *l, fanout_step_fn *run, void (*dispose)(void *arg), void *arg);
+
+/* Sends a command whose reply the publish waits for; cb(st, reply, arg)
+ * runs once with it. Returns 0, or -1 when the command could not be
+ * queued (the publish fails; cb never runs). */
+int fanout_step_cmd(fanout_step *st, fanout_reply_fn *cb, void *arg, const redis_argv *a);
+
+/* `event` with `data` to the members of `room` at each of gateways
+ * gws[0..ngws), except socket `except` (may be NULL). With natt > 0 the
+ * packet is a binary event: data refers to att[i] by
+ * {"_placeholder":true,"num":i}. Strings and bytes are copied. */
+void fanout_step_emit(fanout_step *st, const char *const *gws, int ngws, const char *room,
+                      const char *event, const cJSON *data, const slice *att, int natt,
+                      const char *except);
+/* `event` with `data` to socket sid, held by gateway gw. */
+void fanout_step_emit_sid(fanout_step *st, const char *gw, const char *sid, const char *event,
+                          const cJSON *data);
+/* Puts socket sid (at gateway gw) in room, or takes it out. */
+void fanout_step_join(fanout_step *st, const char *gw, const char *sid, const char *room);
+void fanout_step_leave(fanout_step *st, const char *gw, const char *sid, const char *room);
 
 /* Publishes everything in order; cb(arg, ok) runs once: ok = 1 when every
  * entry is queued on the Redis connection, 0 when Redis was unavailable

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "fanout.h"
 #include "wk.h"
+#include "ydoc.h"
 
 wk_state wk;
 
@@ -33,6 +34,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		fanout_tick();
 	}
 	shards_pump();
+	ydoc_tick();
 	if (wk.draining && !wk.batch_busy) {
 		shards_release_all();
 		/* One more turn to flush the releases, then stop. */

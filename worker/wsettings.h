@@ -22,7 +22,8 @@ typedef struct wsettings {
 	int64_t heartbeat_coalesce_ms;
 	int64_t read_coalesce_ms;
 	int64_t authz_ttl_ms;
-	int channels_default; /* USER_PERMISSIONS_FEATURES_CHANNELS */
+	int64_t ydoc_compact_at; /* a document's update log is merged past this many entries */
+	int channels_default;    /* USER_PERMISSIONS_FEATURES_CHANNELS */
 } wsettings;
 
 extern const config_opt wsettings_table[];
