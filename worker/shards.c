@@ -47,7 +47,7 @@ static void lose(wk_shard *s, const char *why)
 	if (!s->owned)
 		return;
 	log_info("shard %d released: %s", s->idx, why);
-	s->owned = s->ready = s->setting_up = 0;
+	s->owned = s->ready = s->setting_up = s->give_back = 0;
 	wk.owned--;
 }
 
@@ -138,18 +138,33 @@ void shards_tick(void)
 		if (s->renewing)
 			continue;
 		if (s->owned) {
-			/* Over the fair share: give back between batches. */
-			if (owned >= target && !wk.batch_busy && !wk.reading) {
-				lease_cmd(s, release_lua, NULL);
-				s->renewing = 0;
-				lose(s, "rebalancing");
-				continue;
+			/* Over the fair share: give back, but never while a batch may
+			 * hold entries of the shard, nor while a read in flight names
+			 * it: its next owner claims what is pending only when it takes
+			 * the shard over, so an entry delivered to us after that would
+			 * be stranded. The shard is left out of the following reads
+			 * and handed over when the batch ends (under a steady load
+			 * there is always one) or at a later tick. */
+			if (owned >= target) {
+				if (!wk.batch_busy && !s->in_read) {
+					lease_cmd(s, release_lua, NULL);
+					s->renewing = 0;
+					lose(s, "rebalancing");
+					continue;
+				}
+				s->give_back = 1;
 			}
 			owned++;
 			lease_cmd(s, renew_lua, on_renew);
 		}
 	}
-	for (int i = 0; i < wk.cfg.shards && owned < target; i++) {
+	/* Attempts count as owned until answered (at most `target` in flight),
+	 * so the first shard tried moves on every tick: always starting at 0, a
+	 * worker under its share would keep asking for the shards another
+	 * holds and never reach the ones just given back. */
+	static int first_try;
+	for (int k = 0; k < wk.cfg.shards && owned < target; k++) {
+		int i = (first_try + k) % (int)wk.cfg.shards;
 		wk_shard *s = &wk.shards[i];
 		if (s->owned || s->renewing)
 			continue;
@@ -164,6 +179,7 @@ void shards_tick(void)
 		if (redis_send(wk.rc, on_acquire, s, &a) == 0) {
 			s->renewing = 1;
 			owned++; /* optimistic: at most `target` attempts */
+			first_try = (i + 1) % (int)wk.cfg.shards;
 		}
 	}
 }
@@ -212,6 +228,14 @@ void shards_park(int shard, const char *id, const char *reason)
 static void batch_done(void)
 {
 	wk.batch_busy = 0;
+	for (int i = 0; i < wk.cfg.shards; i++) {
+		wk_shard *s = &wk.shards[i];
+		if (s->owned && s->give_back) {
+			lease_cmd(s, release_lua, NULL);
+			s->renewing = 0; /* a renewal in flight finds the shard lost */
+			lose(s, "rebalancing");
+		}
+	}
 	shards_pump();
 }
 
@@ -260,6 +284,8 @@ static void run_or_pump(wk_entry *entries, int n)
 static void on_read(redis_conn *rc, const redisReply *r, void *arg)
 {
 	wk.reading = 0;
+	for (int k = 0; k < wk.cfg.shards; k++)
+		wk.shards[k].in_read = 0;
 	wk_entry *entries = NULL;
 	int n = 0, cap = 0;
 	if (r && r->type == REDIS_REPLY_ARRAY) {
@@ -380,8 +406,9 @@ void shards_pump(void)
 	redis_arg_str(&a, "STREAMS");
 	int ns = 0;
 	for (int i = 0; i < wk.cfg.shards && a.n < REDIS_ARGV_MAX / 2 + 4; i++)
-		if (shard_usable(&wk.shards[i]) && wk.shards[i].ready) {
+		if (shard_usable(&wk.shards[i]) && wk.shards[i].ready && !wk.shards[i].give_back) {
 			redis_arg_str(&a, wk.shards[i].stream);
+			wk.shards[i].in_read = 1;
 			ns++;
 		}
 	if (ns == 0)
@@ -390,4 +417,7 @@ void shards_pump(void)
 		redis_arg_str(&a, ">");
 	if (redis_send(wk.blk, on_read, NULL, &a) == 0)
 		wk.reading = 1;
+	else
+		for (int i = 0; i < wk.cfg.shards; i++)
+			wk.shards[i].in_read = 0;
 }

@@ -22,6 +22,8 @@ typedef struct wk_shard {
 	uint8_t ready;      /* group exists and pending entries were claimed */
 	uint8_t setting_up; /* XGROUP CREATE / XAUTOCLAIM in flight */
 	uint8_t renewing;
+	uint8_t give_back;    /* over the fair share: released once the batch is done */
+	uint8_t in_read;      /* named by the XREADGROUP in flight */
 	uint64_t lease_until; /* monotonic ms: stop touching the shard after this */
 	char claim_cursor[48];
 } wk_shard;

@@ -159,7 +159,16 @@ check "a malformed entry is parked aside" wait_until 5 bash -c "[ \"\$(timeout 5
 
 # ---- failover: kill -9 w1, w2 takes the shards within the lease window
 worker_start w2 TIDINGS_LEASE_MS=2000 TIDINGS_HEARTBEAT_COALESCE_MS=0 TIDINGS_READ_COALESCE_MS=0
-sleep 1
+# Two live workers share the shards: w1 hands half over while it keeps
+# working, and no entry is stranded on the way.
+for i in $(seq 1 30); do
+	emit a events:channel "{\"channel_id\":\"cstd\",\"message_id\":\"rebal-$i\",\"data\":{\"type\":\"typing\",\"data\":{}}}"
+	sleep 0.1
+done
+check "two live workers hold 8 shards each" wait_until 15 bash -c \
+	"[ \$(for i in \$(seq 0 15); do timeout 5 redis-cli -p $REDIS_PORT GET $P:lease:\$i; done | grep -c '^w1\$') = 8 ] && [ \$(for i in \$(seq 0 15); do timeout 5 redis-cli -p $REDIS_PORT GET $P:lease:\$i; done | grep -c '^w2\$') = 8 ]"
+check "every event sent while the shards moved was delivered" client_wait_q b \
+	"new Set(ev('events:channel').filter(x => /^rebal-/.test(x[0].message_id)).map(x => x[0].message_id)).size === 30" 15
 kill -KILL "$WPID_w1"
 t0=$(now_ms)
 emit a events:channel '{"channel_id":"cstd","message_id":"after-kill","data":{"type":"typing","data":{}}}'
