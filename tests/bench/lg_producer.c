@@ -162,19 +162,14 @@ static int queue_emit(lg_producer *p, pconn *pc)
 		/* A chat being answered: user k's chat bench-c{k}, message m1,
 		 * getting status lines (60 %), content deltas (30 %) and
 		 * sources (10 %), persisted. */
-		static const char *const kinds[10] = {
-		    "status\",\"data\":{\"description\":\"Searching\",\"done\":false,",
-		    "status\",\"data\":{\"description\":\"Searching\",\"done\":false,",
-		    "status\",\"data\":{\"description\":\"Searching\",\"done\":false,",
-		    "status\",\"data\":{\"description\":\"Searching\",\"done\":false,",
-		    "status\",\"data\":{\"description\":\"Searching\",\"done\":false,",
-		    "status\",\"data\":{\"description\":\"Searching\",\"done\":false,",
-		    "message\",\"data\":{\"content\":\"token \",",
-		    "message\",\"data\":{\"content\":\"token \",",
-		    "message\",\"data\":{\"content\":\"token \",",
+		static const char status[] =
+		    "status\",\"data\":{\"description\":\"Searching\",\"done\":false,";
+		static const char message[] = "message\",\"data\":{\"content\":\"token \",";
+		static const char source[] =
 		    "source\",\"data\":{\"source\":{\"name\":\"doc\",\"id\":\"d1\"},"
-		    "\"document\":[\"text\"],\"metadata\":[{\"source\":\"d1\"}],",
-		};
+		    "\"document\":[\"text\"],\"metadata\":[{\"source\":\"d1\"}],";
+		static const char *const kinds[10] = {status, status,  status,  status,  status,
+		                                      status, message, message, message, source};
 		rc |= buf_append_cstr(b, "\"},\"update_db\":true,\"data\":{\"chat_id\":\"bench-c");
 		rc |= buf_append_u64(b, user);
 		rc |= buf_append_cstr(b, "\",\"message_id\":\"m1\",\"data\":{\"type\":\"");
