@@ -791,6 +791,20 @@ static void run(fanout_step *st, void *arg)
 	fanout_step_cmd(st, on_script, r, &a);
 }
 
+/* A socket that may no longer read the note is put out of it, as if it
+ * had left (catalogue 9 #4: Open WebUI never revoked a room): the event
+ * becomes a leave, which the script applies only if the socket had joined,
+ * so its session goes, its gateway takes it out of the room and the
+ * others get ydoc:user:left. */
+static void evict(yreq *r, const char *why)
+{
+	refuse(r, why);
+	if (r->type == Y_JOIN)
+		return; /* not in the document (a join does not leave it) */
+	r->type = Y_LEAVE;
+	r->flags |= Y_ALLOWED;
+}
+
 /* The access check's answer: name, may read, may write. */
 static void on_access(void *arg, const PGresult *res)
 {
@@ -798,15 +812,18 @@ static void on_access(void *arg, const PGresult *res)
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
 		return; /* the batch fails and is applied again */
 	if (PQntuples(res) != 1) {
-		refuse(r, "no such note, or the user may not use it");
+		evict(r, "no such note, or the user may not use it");
 		return;
 	}
-	int col = r->type == Y_UPDATE ? 2 : 1;
 	snprintf(r->name, sizeof(r->name), "%s", PQgetvalue(res, 0, 0));
-	if (strcmp(PQgetvalue(res, 0, col), "t") == 0)
-		r->flags |= Y_ALLOWED;
+	int may_read = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	int may_write = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+	if (!may_read)
+		evict(r, "no read access");
+	else if (r->type == Y_UPDATE && !may_write)
+		refuse(r, "no write access"); /* a reader stays a reader */
 	else
-		refuse(r, r->type == Y_UPDATE ? "no write access" : "no read access");
+		r->flags |= Y_ALLOWED;
 }
 
 /* Reads what each event carries; -1 (with *why) to refuse it. */

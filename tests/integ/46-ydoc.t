@@ -244,6 +244,22 @@ is "$(q "JSON.stringify((L.find(l => l.t === 'state') || {}).side)" L2)" "$side_
 	"refused updates are not in the stored state (no NOGRANT/RO/LEFT marks)"
 is "$(state_of L2)" "$(merged_of A B C L pusher)" "the stored state is still exactly everything accepted"
 
+# ---- access checked at use time: a joined reader whose grant is removed
+# is put out of the document at its next event
+SR=$(sid_of R)
+is "$(rcli HEXISTS "$SIDS" "$SR")" 1 "the reader has a session"
+q_sql "DELETE FROM access_grant WHERE id='a3'" >/dev/null
+cmd R '{"cmd":"emit","event":"ydoc:document:state","args":[{"document_id":"note:n1"}]}'
+check "a reader whose grant was removed loses its session at its next event" wait_until 5 bash -c \
+	"[ \"\$(timeout 5 redis-cli -p $REDIS_PORT HEXISTS $SIDS $SR)\" = 0 ]"
+check "the others get ydoc:user:left for it" \
+	client_wait_q A "ev('ydoc:user:left').some(x => x[0].document_id === 'note:n1' && x[0].user_id === 'u3')" 5
+nR=$(q "L.filter(l => l.t === 'got').length" R)
+cmd A '{"cmd":"insert","text":"AFTER-REVOKE"}'
+check "the editors still get each other's updates" client_wait_q L2 "L.some(l => l.t === 'got' && l.user_id === 'u1')" 10
+sleep 0.5
+is "$(q "L.filter(l => l.t === 'got').length" R)" "$nR" "the reader put out gets no more updates"
+
 # ---- disconnects: a reconnecting editor, a killed one
 cmd B '{"cmd":"disconnect"}'
 client_wait B '"t":"disconnect"' 1 5
