@@ -33,6 +33,19 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
+int log_settings_check(const char *level, const char *format, char *err, size_t errlen)
+{
+	if (log_level_parse(level) < 0) {
+		snprintf(err, errlen, "log-level: unknown level '%s'", level);
+		return -1;
+	}
+	if (strcmp(format, "json") != 0 && strcmp(format, "text") != 0) {
+		snprintf(err, errlen, "log-format: '%s' is neither json nor text", format);
+		return -1;
+	}
+	return 0;
+}
+
 /* JSON-escapes msg into out; the message is ours but may quote client data
  * that log_sample already made printable. */
 static size_t json_escape(char *out, size_t cap, const char *msg)

@@ -8,6 +8,8 @@
 #ifndef TIDINGS_LOG_H
 #define TIDINGS_LOG_H
 
+#include <stddef.h>
+
 enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 enum { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
 
@@ -19,6 +21,10 @@ void log_init(int level, int format, const char *name);
 
 /* Parses "debug"/"info"/"warn"/"error"/"off"; -1 when unknown. */
 int log_level_parse(const char *s);
+
+/* Checks the log-level and log-format settings every binary has; -1 with
+ * the reason in err when one is not understood. */
+int log_settings_check(const char *level, const char *format, char *err, size_t errlen);
 
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

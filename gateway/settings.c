@@ -98,14 +98,8 @@ int settings_load(settings *s, int argc, char **argv, char *err, size_t errlen)
 	int rc = config_load(settings_table, s, argc, argv, err, errlen, warn_cb);
 	if (rc != 0)
 		return rc;
-	if (log_level_parse(s->log_level) < 0) {
-		snprintf(err, errlen, "log-level: unknown level '%s'", s->log_level);
+	if (log_settings_check(s->log_level, s->log_format, err, errlen) < 0)
 		return -1;
-	}
-	if (strcmp(s->log_format, "json") != 0 && strcmp(s->log_format, "text") != 0) {
-		snprintf(err, errlen, "log-format: '%s' is neither json nor text", s->log_format);
-		return -1;
-	}
 	/* The Socket.IO path is matched with and without its trailing slash. */
 	size_t pl = strlen(s->path);
 	if (pl == 0 || s->path[0] != '/') {

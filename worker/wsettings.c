@@ -60,10 +60,8 @@ int wsettings_load(wsettings *s, int argc, char **argv, char *err, size_t errlen
 	int rc = config_load(wsettings_table, s, argc, argv, err, errlen, warn_cb);
 	if (rc != 0)
 		return rc;
-	if (log_level_parse(s->log_level) < 0) {
-		snprintf(err, errlen, "log-level: unknown level '%s'", s->log_level);
+	if (log_settings_check(s->log_level, s->log_format, err, errlen) < 0)
 		return -1;
-	}
 	if (!*s->worker_id) {
 		char host[64] = "worker";
 		gethostname(host, sizeof(host) - 1);
