@@ -1,5 +1,7 @@
 #include "buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +73,21 @@ int buf_append_u64(buf *b, uint64_t v)
 		v /= 10;
 	} while (v);
 	return buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+int buf_appendf(buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || buf_reserve(b, (size_t)n + 1) < 0)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
 }
 
 void buf_consume(buf *b, size_t n)

@@ -46,6 +46,11 @@ int buf_append_byte(buf *b, char c);
 /* Appends a decimal number. */
 int buf_append_u64(buf *b, uint64_t v);
 
+/* Appends printf-formatted text; 0, or -1 as buf_reserve (or a format
+ * error), the buffer unchanged then. Formatting needs room for a
+ * terminator, so the text must end one byte short of the limit. */
+int buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Drops the first `n` bytes (n <= len), keeping the rest. */
 void buf_consume(buf *b, size_t n);
 

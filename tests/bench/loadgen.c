@@ -378,23 +378,11 @@ static long rss_delta(const sample *a, const sample *b)
 	return t;
 }
 
-static void jf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jf(buf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
 static void j_rss(buf *b, const sample *s)
 {
 	buf_append_byte(b, '{');
 	for (int i = 0; i < L.npids; i++)
-		jf(b, "%s\"%d\":%ld", i ? "," : "", L.pids[i], s->rss[i]);
+		buf_appendf(b, "%s\"%d\":%ld", i ? "," : "", L.pids[i], s->rss[i]);
 	buf_append_byte(b, '}');
 }
 
@@ -718,26 +706,27 @@ static void step_collect(step_result *r)
 
 static void step_json(buf *b, const step_result *r)
 {
-	jf(b, "%s{\"rate\":%u,\"seconds\":%.0f,\"started_ms\":%llu,\"emits_sent\":%llu,",
-	   L.step ? "," : "", r->rate, r->secs, (unsigned long long)step_started_ms[L.step],
-	   (unsigned long long)r->ps.sent);
-	jf(b, "\"emit_errors\":%llu,", (unsigned long long)r->ps.errors);
-	jf(b, "\"emit_backlog\":%llu,\"emit_backlog_max\":%llu,\"emits_per_s\":%.1f,",
-	   (unsigned long long)r->backlog, (unsigned long long)r->ps.backlog_max,
-	   (double)r->ps.sent / r->secs);
-	jf(b, "\"deliveries\":%llu,\"expected\":%llu,\"lost\":%lld,\"late\":%llu,",
-	   (unsigned long long)r->sum.deliveries, (unsigned long long)r->expected,
-	   (long long)r->lost, (unsigned long long)r->sum.late);
-	jf(b, "\"deliveries_per_s\":%.1f,\"p50_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,",
-	   (double)r->sum.deliveries / r->secs, (unsigned long long)r->p50,
-	   (unsigned long long)r->p99, (unsigned long long)r->p999);
-	jf(b, "\"max_us\":%llu,\"server_cpu_s\":{", (unsigned long long)L.hist.max);
+	buf_appendf(b, "%s{\"rate\":%u,\"seconds\":%.0f,\"started_ms\":%llu,\"emits_sent\":%llu,",
+	            L.step ? "," : "", r->rate, r->secs,
+	            (unsigned long long)step_started_ms[L.step], (unsigned long long)r->ps.sent);
+	buf_appendf(b, "\"emit_errors\":%llu,", (unsigned long long)r->ps.errors);
+	buf_appendf(b, "\"emit_backlog\":%llu,\"emit_backlog_max\":%llu,\"emits_per_s\":%.1f,",
+	            (unsigned long long)r->backlog, (unsigned long long)r->ps.backlog_max,
+	            (double)r->ps.sent / r->secs);
+	buf_appendf(b, "\"deliveries\":%llu,\"expected\":%llu,\"lost\":%lld,\"late\":%llu,",
+	            (unsigned long long)r->sum.deliveries, (unsigned long long)r->expected,
+	            (long long)r->lost, (unsigned long long)r->sum.late);
+	buf_appendf(b,
+	            "\"deliveries_per_s\":%.1f,\"p50_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,",
+	            (double)r->sum.deliveries / r->secs, (unsigned long long)r->p50,
+	            (unsigned long long)r->p99, (unsigned long long)r->p999);
+	buf_appendf(b, "\"max_us\":%llu,\"server_cpu_s\":{", (unsigned long long)L.hist.max);
 	for (int i = 0; i < L.npids; i++)
-		jf(b, "\"%d\":%.3f,", L.pids[i], server_cpu(&L.s0, &L.s1, i));
-	jf(b, "\"total\":%.3f},\"server_us_per_delivery\":%.3f,\"rss_kb\":", r->server_cpu,
-	   ratio(r->server_cpu * 1e6, (double)r->sum.deliveries));
+		buf_appendf(b, "\"%d\":%.3f,", L.pids[i], server_cpu(&L.s0, &L.s1, i));
+	buf_appendf(b, "\"total\":%.3f},\"server_us_per_delivery\":%.3f,\"rss_kb\":", r->server_cpu,
+	            ratio(r->server_cpu * 1e6, (double)r->sum.deliveries));
 	j_rss(b, &L.s1);
-	jf(b, ",\"loadgen_cpu_s\":%.3f}", r->loadgen_cpu);
+	buf_appendf(b, ",\"loadgen_cpu_s\":%.3f}", r->loadgen_cpu);
 }
 
 static void step_line(const step_result *r)
@@ -780,30 +769,34 @@ static int write_json(uint64_t disconnects, uint64_t ready)
 	buf_init(&b, 0);
 	double secs = (double)(L.connected.us - L.before.us) / 1e6;
 	double scpu = server_cpu_total(&L.before, &L.connected);
-	jf(&b, "{\"clients\":%u,\"procs\":%u,\"users\":%u,", L.clients, L.procs, L.users);
-	jf(&b, "\"connect\":{\"ok\":%llu,\"failed\":%llu,", (unsigned long long)L.conn.ok,
-	   (unsigned long long)L.conn.failed);
-	jf(&b,
-	   "\"failed_by\":{\"tcp\":%llu,\"handshake\":%llu,\"refused\":%llu,\"timeout\":%llu,"
-	   "\"closed\":%llu},",
-	   (unsigned long long)L.conn.fail[LG_FAIL_TCP],
-	   (unsigned long long)L.conn.fail[LG_FAIL_HANDSHAKE],
-	   (unsigned long long)L.conn.fail[LG_FAIL_REFUSED],
-	   (unsigned long long)L.conn.fail[LG_FAIL_TIMEOUT],
-	   (unsigned long long)L.conn.fail[LG_FAIL_CLOSED]);
-	jf(&b, "\"seconds\":%.3f,\"per_s\":%.1f,\"server_cpu_s\":%.3f,\"server_us_per_conn\":%.1f,",
-	   secs, ratio((double)L.conn.ok, secs), scpu, ratio(scpu * 1e6, (double)L.conn.ok));
-	jf(&b, "\"rss_kb_delta\":%ld,\"loadgen_cpu_s\":%.3f},", rss_delta(&L.before, &L.connected),
-	   L.conn.cpu_s);
-	jf(&b, "\"idle\":{\"seconds\":%lld,\"rss_kb_before\":", (long long)L.o.idle_seconds);
+	buf_appendf(&b, "{\"clients\":%u,\"procs\":%u,\"users\":%u,", L.clients, L.procs, L.users);
+	buf_appendf(&b, "\"connect\":{\"ok\":%llu,\"failed\":%llu,", (unsigned long long)L.conn.ok,
+	            (unsigned long long)L.conn.failed);
+	buf_appendf(
+	    &b,
+	    "\"failed_by\":{\"tcp\":%llu,\"handshake\":%llu,\"refused\":%llu,\"timeout\":%llu,"
+	    "\"closed\":%llu},",
+	    (unsigned long long)L.conn.fail[LG_FAIL_TCP],
+	    (unsigned long long)L.conn.fail[LG_FAIL_HANDSHAKE],
+	    (unsigned long long)L.conn.fail[LG_FAIL_REFUSED],
+	    (unsigned long long)L.conn.fail[LG_FAIL_TIMEOUT],
+	    (unsigned long long)L.conn.fail[LG_FAIL_CLOSED]);
+	buf_appendf(
+	    &b,
+	    "\"seconds\":%.3f,\"per_s\":%.1f,\"server_cpu_s\":%.3f,\"server_us_per_conn\":%.1f,",
+	    secs, ratio((double)L.conn.ok, secs), scpu, ratio(scpu * 1e6, (double)L.conn.ok));
+	buf_appendf(&b, "\"rss_kb_delta\":%ld,\"loadgen_cpu_s\":%.3f},",
+	            rss_delta(&L.before, &L.connected), L.conn.cpu_s);
+	buf_appendf(&b,
+	            "\"idle\":{\"seconds\":%lld,\"rss_kb_before\":", (long long)L.o.idle_seconds);
 	j_rss(&b, &L.before);
-	jf(&b, ",\"rss_kb_after\":");
+	buf_appendf(&b, ",\"rss_kb_after\":");
 	j_rss(&b, &L.idle);
-	jf(&b, ",\"bytes_per_conn\":%.0f},\"steps\":[",
-	   ratio((double)rss_delta(&L.before, &L.idle) * 1024, (double)L.conn.ok));
+	buf_appendf(&b, ",\"bytes_per_conn\":%.0f},\"steps\":[",
+	            ratio((double)rss_delta(&L.before, &L.idle) * 1024, (double)L.conn.ok));
 	buf_append_slice(&b, buf_slice(&L.json_steps));
-	jf(&b, "],\"disconnects\":%llu,\"connected_at_end\":%llu}\n",
-	   (unsigned long long)disconnects, (unsigned long long)ready);
+	buf_appendf(&b, "],\"disconnects\":%llu,\"connected_at_end\":%llu}\n",
+	            (unsigned long long)disconnects, (unsigned long long)ready);
 
 	int rc;
 	if (*L.o.json) {

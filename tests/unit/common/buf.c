@@ -2,6 +2,8 @@
 #include "common/buf.h"
 #include "tap.h"
 
+#include <string.h>
+
 int main(void)
 {
 	buf b;
@@ -19,7 +21,20 @@ int main(void)
 	buf_reset(&b);
 	is_int(buf_append_u64(&b, 1234567890ULL), 0, "append number");
 	is_mem(b.data, b.len, "1234567890", 10, "decimal encoding");
+	buf_reset(&b);
+	is_int(buf_appendf(&b, "%s=%d", "ab", 42), 0, "formatted append");
+	is_mem(b.data, b.len, "ab=42", 5, "formatted text, no terminator counted");
+	is_int(buf_appendf(&b, "%s", "123456"), -1, "formatted append past the limit refused");
+	is_mem(b.data, b.len, "ab=42", 5, "contents kept after a refused formatted append");
 	buf_dispose(&b);
+	buf big;
+	buf_init(&big, 0);
+	char line[3000];
+	memset(line, 'x', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\0';
+	is_int(buf_appendf(&big, "[%s]", line), 0, "a long formatted append");
+	is_int((int)big.len, (int)sizeof(line) + 1, "is not truncated");
+	buf_dispose(&big);
 	ok(b.data == NULL && b.len == 0, "dispose frees");
 	return tap_done();
 }
