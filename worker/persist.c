@@ -84,6 +84,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/utf8.h"
 
 /* ---- SQL ---- */
@@ -467,7 +468,7 @@ static char *payload_text(const ptype *t, const cJSON *v, const char **why)
 	else if (t->kind == P_STRING)
 		s = strdup(v->valuestring);
 	else
-		s = cJSON_PrintUnformatted(v); /* malloc: we install no cJSON hooks */
+		s = json_print(v); /* numbers as they came, not as doubles */
 	if (!s) {
 		*why = "out of memory";
 		return NULL;

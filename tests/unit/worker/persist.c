@@ -136,7 +136,7 @@ static const char *value(char *buf, size_t size, const char *sql, const char *p1
  * error), -2 when the build said "nothing to persist". */
 static int apply_on(PGconn *c, const char *eid, const char *user, const char *json)
 {
-	cJSON *d = cJSON_Parse(json);
+	cJSON *d = json_parse(json, strlen(json)); /* as the worker parses entries */
 	persist_stmt st;
 	const char *err = NULL;
 	int r = persist_events_stmt(eid, user, d, &st, &err);
@@ -367,6 +367,19 @@ static void test_status(void)
 	       "c1-m2", NULL, NULL);
 	SQL_IS("2", "the event ids were recorded",
 	       "SELECT count(*) FROM tidings_event WHERE kind = $1", "events status", NULL, NULL);
+
+	/* A timestamp past 2^53 and one past %.15g: stored as sent, not as a
+	 * double printed back. */
+	is_int(apply_ev("s2n", "u1", "c1", "m2", "status",
+	                "{\"ts\":1795951088527890,\"at\":1700000000123456789,\"r\":0.1}"),
+	       1, "status with big numbers applied");
+	SQL_IS("1795951088527890|1700000000123456789|0.1", "its numbers are stored exactly",
+	       "SELECT concat_ws('|', s ->> 'ts', s ->> 'at', s ->> 'r') FROM (SELECT chat::jsonb #> "
+	       "'{history,messages,m2,statusHistory,-1}' AS s FROM chat WHERE id = $1) x",
+	       "c1", NULL, NULL);
+	SQL_IS("1795951088527890", "and mirrored exactly",
+	       "SELECT status_history::jsonb #>> '{-1,ts}' FROM chat_message WHERE id = $1", "c1-m2",
+	       NULL, NULL);
 
 	is_int(apply_ev("s2b", NULL, "c2", "m2", "status", "{\"done\":true}"), 1,
 	       "no user named: applied to the chat, whoever owns it");
