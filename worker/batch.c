@@ -1044,7 +1044,8 @@ static void h_emit(batch *b, int i, pg_batch *pb)
 			snprintf(room, sizeof(room), "user:%s", e->to);
 		else
 			snprintf(room, sizeof(room), "%s", e->to);
-		fanout_emit(&b->out, room, e->event, data, NULL);
+		/* The entry outlives the batch's fan-out list. */
+		fanout_emit_ref(&b->out, room, e->event, data);
 	}
 	persist_emit(b, i, pb);
 }
@@ -1163,11 +1164,26 @@ static void retry_later(batch *b, const char *why)
 	evtimer_add(b->retry_ev, &tv);
 }
 
-static void ack(const wk_entry *e)
+/* XACKs entries [lo, hi): one command per run of entries of one shard
+ * (as many ids as it holds), not one per entry. */
+static void ack(const wk_entry *e, int lo, int hi)
 {
-	const char *argv[] = {"XACK", wk.shards[e->shard].stream, WK_GROUP, e->id};
-	size_t lens[] = {4, strlen(argv[1]), strlen(WK_GROUP), strlen(e->id)};
-	redis_cmd(wk.rc, NULL, NULL, 4, argv, lens);
+	redis_argv a;
+	redis_argv_init(&a);
+	for (int i = lo; i < hi; i++) {
+		if (a.n > 0 && (e[i].shard != e[i - 1].shard || a.n == REDIS_ARGV_MAX)) {
+			redis_send(wk.rc, NULL, NULL, &a);
+			redis_argv_init(&a);
+		}
+		if (a.n == 0) {
+			redis_arg_str(&a, "XACK");
+			redis_arg_str(&a, wk.shards[e[i].shard].stream);
+			redis_arg_str(&a, WK_GROUP);
+		}
+		redis_arg_str(&a, e[i].id);
+	}
+	if (a.n > 0)
+		redis_send(wk.rc, NULL, NULL, &a);
 }
 
 /* The rest of the batch, or the end of it. */
@@ -1196,8 +1212,7 @@ static void on_published(void *arg, int ok)
 	}
 	/* Acknowledged only once the fan-out is queued in Redis behind the
 	 * same connection: a crash before this redelivers, never loses. */
-	for (int i = b->lo; i < b->hi; i++)
-		ack(&b->e[i]);
+	ack(b->e, b->lo, b->hi);
 	wk.m.entries += (uint64_t)(b->hi - b->lo);
 	next_range(b);
 }

@@ -8,6 +8,7 @@
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/map.h"
 #include "wk.h"
 
 #define MAX_LIVE 1024
@@ -137,6 +138,14 @@ void fanout_emit(fanout_list *l, const char *room, const char *event, const cJSO
 	o->target = strdup(room);
 	o->pkt = event_packet(event, data, 0);
 	o->except = str_or_null(except);
+}
+
+void fanout_emit_ref(fanout_list *l, const char *room, const char *event, const cJSON *data)
+{
+	fanout_op *o = push(l, FANOUT_ROOM);
+	o->target = strdup(room);
+	o->ref_event = event;
+	o->ref_data = data;
 }
 
 void fanout_ack(fanout_list *l, const char *gw, const char *sid, const char *nsp, long long ack,
@@ -316,16 +325,19 @@ static void xadd(const char *gw, const fanout_op *o)
 
 /* Every entry goes out in the order it was made; a step's deliveries at
  * the step's place. */
-static void send_ops(const fanout_list *l)
+static void send_ops(fanout_list *l)
 {
 	for (int i = 0; i < l->n; i++) {
-		const fanout_op *o = &l->ops[i];
-		if (o->type == FANOUT_STEP)
+		fanout_op *o = &l->ops[i];
+		if (o->type == FANOUT_STEP) {
 			send_ops(&o->step->sub);
-		else if (o->type == FANOUT_ROOM)
-			for (int k = 0; k < o->ngws; k++)
-				xadd(o->gws[k], o);
-		else if (o->gw)
+		} else if (o->type == FANOUT_ROOM) {
+			const fanout_op *reg = o->same_as ? &l->ops[o->same_as - 1] : o;
+			if (reg->ngws > 0 && !o->pkt && o->ref_data)
+				o->pkt = event_packet(o->ref_event, o->ref_data, 0);
+			for (int k = 0; k < reg->ngws; k++)
+				xadd(reg->gws[k], o);
+		} else if (o->gw)
 			xadd(o->gw, o);
 		/* else: a socket no gateway holds any more; nothing to deliver */
 	}
@@ -462,8 +474,24 @@ void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg)
 	 * their order is the order they were made. The count is held at one
 	 * while sending, so no answer can finish the publish early. */
 	l->waiting = 1;
+	/* A room is looked up once per publish, however many ops it has (a
+	 * batch holds many updates to each chat's user): all the look-ups are
+	 * one pipelined snapshot of the registry anyway. The keys are the ops'
+	 * own target strings. */
+	map rooms;
+	map_init(&rooms);
 	for (int i = 0; i < l->n && !l->failed; i++) {
 		fanout_op *o = &l->ops[i];
+		if (o->type == FANOUT_ROOM) {
+			slice k = slice_cstr(o->target);
+			intptr_t first = (intptr_t)map_get(&rooms, k);
+			if (first) {
+				o->same_as = (int)first;
+				continue;
+			}
+			/* Out of memory only costs the sharing. */
+			(void)map_put(&rooms, k, (void *)(intptr_t)(i + 1));
+		}
 		if (o->type == FANOUT_STEP) {
 			o->step->l = l;
 			o->step->run(o->step, o->step->arg);
@@ -476,5 +504,6 @@ void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg)
 			}
 		}
 	}
+	map_dispose(&rooms);
 	release(l);
 }

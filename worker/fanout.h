@@ -30,6 +30,12 @@ typedef struct fanout_op {
 	size_t *att_len;
 	int natt;
 	fanout_step *step; /* FANOUT_STEP */
+	/* fanout_emit_ref: the packet is made from these (borrowed) only if
+	 * some gateway is to receive it. */
+	const char *ref_event;
+	const cJSON *ref_data;
+	int same_as; /* FANOUT_ROOM: 1 + the index of an earlier op of the same
+	              * room whose look-up this one shares; 0: its own */
 } fanout_op;
 
 enum { FANOUT_ROOM, FANOUT_SID, FANOUT_JOIN, FANOUT_SYNC, FANOUT_LEAVE, FANOUT_STEP };
@@ -50,6 +56,11 @@ void fanout_dispose(fanout_list *l);
  * (except the sid `except`, may be NULL). */
 void fanout_emit(fanout_list *l, const char *room, const char *event, const cJSON *data,
                  const char *except);
+/* fanout_emit without the copy: event and data are borrowed and must stay
+ * unchanged until the list is disposed. The packet is only made when the
+ * room has members somewhere, which a producer's emits to users with no
+ * open tab (most persisted updates) never do. */
+void fanout_emit_ref(fanout_list *l, const char *room, const char *event, const cJSON *data);
 /* Answers a client's ack id on socket sid at gateway gw with one argument. */
 void fanout_ack(fanout_list *l, const char *gw, const char *sid, const char *nsp, long long ack,
                 const cJSON *arg);
