@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The producer API on the internal port: POST /api/v1/emit answers 202 once
-# the entry is on the ingress stream, refuses bad requests with a reason,
-# and refuses oversized bodies before buffering them.
+# the entry (or each entry of a batch) is on the ingress stream, refuses bad
+# requests with a reason, and refuses oversized bodies before buffering them.
 . "$(dirname "$0")/lib.sh"
 watchdog 40
 
@@ -28,6 +28,30 @@ code=$(post "${auth[@]}" --data '{"event":"events","to":{"room":"channel:x"},"da
 is "$code" 202 "an emit without id gets one"
 like "$(cat "$TMP/resp")" '"id":"emit-[A-Za-z0-9_-]{22}"' "a generated id"
 
+# A batch: one request, its entries in order on their chats' shards, the
+# ids answered in the array's order.
+batch='[{"event":"events","to":{"user":"u1"},"data":{"chat_id":"cb","n":1},"id":"emit-b1"},'
+batch+='{"event":"events","to":{"user":"u2"},"data":{"chat_id":"cb","n":2}},'
+batch+='{"event":"events","to":{"user":"u1"},"data":{"chat_id":"cb","n":3,"big":1700000000123456789},"update_db":true,"id":"emit-b3"}]'
+code=$(post "${auth[@]}" --data "$batch" "$A/api/v1/emit")
+is "$code" 202 "a batch of 3 emits is accepted with 202"
+like "$(cat "$TMP/resp")" '^\{"ids":\["emit-b1","emit-[A-Za-z0-9_-]{22}","emit-b3"\]\}$' "the answer lists the 3 ids in order"
+dump=$(ingress_dump)
+is "$(grep -c '\\"chat_id\\":\\"cb\\"' <<<"$dump")" 3 "the 3 entries are on the ingress streams"
+is "$(grep '\\"chat_id\\":\\"cb\\"' <<<"$dump" | grep -o '\\"n\\":[0-9]' | tr -d '\\"n:' | tr -d '\n')" 123 "in the batch's order (one chat, one shard)"
+like "$(grep '"emit-b3"' <<<"$dump")" '"update_db":"1".*1700000000123456789|1700000000123456789.*"update_db":"1"' "each with its own update_db and data, numbers intact"
+before=$(grep -c '"kind":"emit"' <<<"$dump")
+for bad in '[]' '[{"event":"e","to":{"user":"u1"}},{"event":"e"}]' '[{"event":"e","to":{"user":"u1"}},3]'; do
+	code=$(post "${auth[@]}" --data "$bad" "$A/api/v1/emit")
+	is "$code" 400 "batch refused with 400: $bad"
+	like "$(cat "$TMP/resp")" '"error":"' "  with a reason"
+done
+like "$(cat "$TMP/resp")" '"error":"emit 1: ' "  naming the emit at fault"
+big=$(node -e 'const a=[];for(let i=0;i<1001;i++)a.push({event:"e",to:{user:"u1"}});console.log(JSON.stringify(a))')
+code=$(post "${auth[@]}" --data "$big" "$A/api/v1/emit")
+is "$code" 400 "a batch of 1001 emits is refused"
+is "$(ingress_dump | grep -c '"kind":"emit"')" "$before" "a refused batch queued nothing"
+
 code=$(post --data '{"event":"e","to":{"user":"u1"}}' "$A/api/v1/emit")
 is "$code" 401 "no bearer token: 401"
 code=$(post -H "Authorization: Bearer wrong" --data '{"event":"e","to":{"user":"u1"}}' "$A/api/v1/emit")
@@ -48,5 +72,7 @@ is "$code" 413 "a 40 MB emit is refused with 413 before buffering"
 kill_redis
 code=$(post "${auth[@]}" --data '{"event":"e","to":{"user":"u1"}}' "$A/api/v1/emit")
 is "$code" 503 "Redis away: 503, nothing claimed as queued"
+code=$(post "${auth[@]}" --data '[{"event":"e","to":{"user":"u1"}},{"event":"e","to":{"user":"u2"}}]' "$A/api/v1/emit")
+is "$code" 503 "Redis away: a batch gets 503 too"
 check_gateway_stop gw1
 done_testing
