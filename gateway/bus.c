@@ -581,36 +581,43 @@ static void revoke_release(revoke_check *rv)
 		cb(arg, !full, full ? BUS_TOO_MANY : NULL);
 }
 
+/* MGET [token key] user key: the token's own revocation key exists (Open
+ * WebUI SETs it to a string), or the user's revoked_at says tokens issued
+ * at or before it are dead. */
 static void on_revoke_reply(redis_conn *rc, const redisReply *r, void *arg)
 {
 	revoke_check *rv = arg;
-	if (!r || r->type == REDIS_REPLY_ERROR) {
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
 		rv->failed = 1;
-	} else if (r->type == REDIS_REPLY_INTEGER) {
-		if (r->integer > 0)
-			rv->revoked = 1; /* the token's own key exists */
-	} else if (r->type == REDIS_REPLY_STRING) {
-		/* user revoked_at: tokens issued at or before it are dead */
-		long long at = strtoll(r->str, NULL, 10);
-		if (!rv->has_iat || rv->iat <= at)
+	} else {
+		const redisReply *at = r->element[r->elements - 1];
+		if (r->elements == 2 && r->element[0]->type != REDIS_REPLY_NIL)
+			rv->revoked = 1;
+		if (at->type == REDIS_REPLY_STRING &&
+		    (!rv->has_iat || rv->iat <= strtoll(at->str, NULL, 10)))
 			rv->revoked = 1;
 	}
 	revoke_release(rv);
 }
 
-/* One look-up of the check; a look-up that cannot be sent fails it. */
-static void revoke_send(revoke_check *rv, const char *verb, const char *a, const char *id,
-                        const char *b)
+/* Both look-ups of the check in one command; one that cannot be sent
+ * fails the check. */
+static void revoke_send(revoke_check *rv, const jwt_claims *cl)
 {
-	rkey k;
+	rkey tk, uk;
 	redis_argv argv;
-	if (rv->failed || key_in(&k, gw.cfg.owui_prefix, a, slice_cstr(id), b) < 0) {
+	int jti = (cl->flags & JWT_HAS_JTI) != 0;
+	if ((jti && key_in(&tk, gw.cfg.owui_prefix, "auth:token:", slice_cstr(cl->jti), ":revoked") <
+	                0) ||
+	    key_in(&uk, gw.cfg.owui_prefix, "auth:user:", slice_cstr(cl->id), ":revoked_at") < 0) {
 		rv->failed = 1;
 		return;
 	}
 	redis_argv_init(&argv);
-	redis_arg_str(&argv, verb);
-	arg_key(&argv, &k);
+	redis_arg_str(&argv, "MGET");
+	if (jti)
+		arg_key(&argv, &tk);
+	arg_key(&argv, &uk);
 	rv->waiting++;
 	if (!bus_ready() || redis_send(cmd, on_revoke_reply, rv, &argv) < 0) {
 		rv->waiting--;
@@ -669,9 +676,7 @@ void bus_check_revoked(const jwt_claims *cl, bus_auth_cb *cb, void *arg)
 	/* The held reference keeps a reply, or a refused second command, from
 	 * answering before both look-ups are accounted for. */
 	rv->waiting = 1;
-	if (cl->flags & JWT_HAS_JTI)
-		revoke_send(rv, "EXISTS", "auth:token:", cl->jti, ":revoked");
-	revoke_send(rv, "GET", "auth:user:", cl->id, ":revoked_at");
+	revoke_send(rv, cl);
 	if (gw.cfg.max_conns_per_user)
 		conns_send(rv, cl->id);
 	revoke_release(rv);

@@ -520,6 +520,10 @@ static void test_keys(void)
 	is_str(verify_key(VALID, strlen(VALID), KEY, sizeof(KEY) - 2, NOW, 1, &c), "bad signature",
 	       "key missing its last byte");
 	is_str(verify_key(VALID, strlen(VALID), "", 0, NOW, 1, &c), "bad key", "empty key");
+	ok(verify_key(VALID, strlen(VALID), KEY, sizeof(KEY) - 1, NOW, 1, &c) == NULL,
+	   "the right key again after others: the kept HMAC context follows the key");
+	is_str(verify_key(VALID, strlen(VALID), KEY "x", sizeof(KEY), NOW, 1, &c), "bad signature",
+	       "and a key longer by one byte is another key");
 	is_int(jwt_verify_hs256(SLICE_LIT(VALID), "x", 1, NOW, 1, &c, NULL), -1, "err may be NULL");
 	is_int(jwt_verify_hs256(SLICE_NULL, KEY, sizeof(KEY) - 1, NOW, 1, &c, &err), -1,
 	       "empty token");
