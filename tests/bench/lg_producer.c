@@ -21,9 +21,10 @@
 
 enum { P_DOWN, P_CONNECTING, P_UP };
 
-/* A request in flight: the step it belongs to and its user. */
+/* A request in flight: the step it belongs to and its emits. */
 typedef struct pending {
-	uint32_t step, user;
+	uint32_t step, n;
+	uint64_t seq; /* the first emit's */
 } pending;
 
 typedef struct pconn {
@@ -90,7 +91,7 @@ static void pc_down(pconn *pc, int backoff)
 	for (uint32_t i = 0; i < pc->count; i++) {
 		const pending *e = &pc->ring[(pc->head + i) % LG_PIPELINE_MAX];
 		if (p->step && e->step == p->step) {
-			p->st.errors++;
+			p->st.errors += e->n;
 			p->st.last_error = -1;
 		}
 	}
@@ -149,13 +150,28 @@ static void pc_flush(pconn *pc)
 	}
 }
 
-/* Appends one emit to the connection's output. */
-static int queue_emit(lg_producer *p, pconn *pc)
+/* The user (and chat) emit seq goes to; *turn: how many updates its
+ * answer had before it (persisted emits). */
+static uint32_t user_of(const lg_producer *p, uint64_t seq, uint64_t *turn)
 {
-	uint64_t seq = p->seq;
-	uint32_t user = (uint32_t)(seq % p->o.users);
-	buf *b = &p->body;
-	buf_reset(b);
+	if (p->o.persist && p->o.answers) {
+		/* `answers` chats are being answered at once, emit seq going to
+		 * answer seq % answers; an answer ends after answer_len updates
+		 * and a fresh chat takes its place, so chats keep the size of a
+		 * real conversation however long the run. */
+		uint64_t slot = seq % p->o.answers, round = seq / p->o.answers;
+		*turn = round % p->o.answer_len;
+		return (uint32_t)(((round / p->o.answer_len) * p->o.answers + slot) % p->o.users);
+	}
+	*turn = seq / p->o.users;
+	return (uint32_t)(seq % p->o.users);
+}
+
+/* Appends emit seq's JSON object to b. */
+static int append_emit(lg_producer *p, buf *b, uint64_t seq)
+{
+	uint64_t turn;
+	uint32_t user = user_of(p, seq, &turn);
 	int rc = buf_append_cstr(b, "{\"event\":\"events\",\"to\":{\"user\":\"bench-u");
 	rc |= buf_append_u64(b, user);
 	if (p->o.persist) {
@@ -173,7 +189,7 @@ static int queue_emit(lg_producer *p, pconn *pc)
 		rc |= buf_append_cstr(b, "\"},\"update_db\":true,\"data\":{\"chat_id\":\"bench-c");
 		rc |= buf_append_u64(b, user);
 		rc |= buf_append_cstr(b, "\",\"message_id\":\"m1\",\"data\":{\"type\":\"");
-		rc |= buf_append_cstr(b, kinds[seq % 10]);
+		rc |= buf_append_cstr(b, kinds[turn % 10]);
 		rc |= buf_append_cstr(b, "\"ts\":");
 	} else {
 		rc |=
@@ -186,17 +202,34 @@ static int queue_emit(lg_producer *p, pconn *pc)
 	rc |= buf_append_cstr(b, ",\"pad\":\"");
 	rc |= buf_append(b, p->pad, p->o.pad_bytes);
 	rc |= buf_append_cstr(b, p->o.persist ? "\"}}}}" : "\"}}},\"update_db\":false}");
+	return rc;
+}
+
+/* Appends a request with the next n emits (an array when batching) to
+ * the connection's output. */
+static int queue_emits(lg_producer *p, pconn *pc, uint32_t n)
+{
+	buf *b = &p->body;
+	buf_reset(b);
+	int rc = p->o.batch > 1 ? buf_append_byte(b, '[') : 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (i)
+			rc |= buf_append_byte(b, ',');
+		rc |= append_emit(p, b, p->seq + i);
+	}
+	if (p->o.batch > 1)
+		rc |= buf_append_byte(b, ']');
 	rc |= buf_append_slice(&pc->out, buf_slice(&p->prefix));
 	rc |= buf_append_u64(&pc->out, b->len);
 	rc |= buf_append(&pc->out, "\r\n\r\n", 4);
 	rc |= buf_append_slice(&pc->out, buf_slice(b));
 	if (rc)
 		return -1;
-	pc->ring[(pc->head + pc->count) % LG_PIPELINE_MAX] = (pending){p->step, user};
+	pc->ring[(pc->head + pc->count) % LG_PIPELINE_MAX] = (pending){p->step, n, p->seq};
 	pc->count++;
 	pc->dirty = 1;
-	p->seq++;
-	p->st.sent++;
+	p->seq += n;
+	p->st.sent += n;
 	return 0;
 }
 
@@ -220,7 +253,8 @@ static void dispatch_to(lg_producer *p, uint64_t due)
 {
 	while (p->st.sent < due) {
 		pconn *pc = free_conn(p);
-		if (!pc || queue_emit(p, pc) < 0)
+		uint64_t n = due - p->st.sent;
+		if (!pc || queue_emits(p, pc, (uint32_t)(n < p->o.batch ? n : p->o.batch)) < 0)
 			break;
 	}
 	for (uint32_t i = 0; i < p->o.conns; i++)
@@ -258,10 +292,13 @@ static int answered(pconn *pc, int status)
 	if (!p->step || e.step != p->step)
 		return 0; /* of a closed step, already counted as an error */
 	if (status >= 200 && status < 300) {
-		p->st.ok++;
-		p->ok_per_user[e.user]++;
+		p->st.ok += e.n;
+		for (uint32_t i = 0; i < e.n; i++) {
+			uint64_t turn;
+			p->ok_per_user[user_of(p, e.seq + i, &turn)]++;
+		}
 	} else {
-		p->st.errors++;
+		p->st.errors += e.n;
 		p->st.last_error = status;
 	}
 	return 0;

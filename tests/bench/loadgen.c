@@ -51,7 +51,8 @@
 typedef struct lg_opts {
 	char *ws, *path, *src, *secret, *emit, *api_key, *steps, *pids, *json;
 	int64_t clients, procs, users, connect_rate, connect_timeout, producers, pipeline;
-	int64_t step_seconds, drain_seconds, idle_seconds, payload_bytes;
+	int64_t step_seconds, drain_seconds, idle_seconds, payload_bytes, answers, answer_len,
+	    batch;
 	int user_join;
 	int persist;
 } lg_opts;
@@ -97,6 +98,13 @@ static const config_opt opt_table[] = {
     {"persist", E("PERSIST"), NULL, 0, CFG_BOOL, "0", 0, 1, O(persist), 0,
      "emit persisted chat updates (status, message, source with update_db) to each user's "
      "chat bench-c{k}, message m1, instead of plain events"},
+    {"answers", E("ANSWERS"), NULL, 0, CFG_INT, "0", 0, 1000000, O(answers), 0,
+     "with --persist: chats being answered at once; each answer gets --answer-len updates, "
+     "then the next chat in line takes its place (0: every user's chat at once, for ever)"},
+    {"answer-len", E("ANSWER_LEN"), NULL, 0, CFG_INT, "100", 1, 1000000, O(answer_len), 0,
+     "with --answers: updates per answer"},
+    {"batch", E("BATCH"), NULL, 0, CFG_INT, "1", 1, 1000, O(batch), 0,
+     "most emits per request: above 1 the producer posts arrays of what is due"},
     {"payload-bytes", E("PAYLOAD_BYTES"), NULL, 0, CFG_INT, "64", 0, 16 << 20, O(payload_bytes), 0,
      "filler bytes in each emit"},
     {"pids", E("PIDS"), NULL, 0, CFG_STR, "", 0, 0, O(pids), 0,
@@ -582,6 +590,9 @@ static void open_producer(void)
 	po.pipeline = (uint32_t)L.o.pipeline;
 	po.pad_bytes = (uint32_t)L.o.payload_bytes;
 	po.persist = L.o.persist;
+	po.answers = (uint32_t)L.o.answers;
+	po.answer_len = (uint32_t)L.o.answer_len;
+	po.batch = (uint32_t)L.o.batch;
 	L.prod = lg_producer_create(&po);
 	if (!L.prod) {
 		fprintf(stderr, "tidings-loadgen: out of memory\n");
