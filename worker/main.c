@@ -33,6 +33,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		shards_tick();
 		fanout_tick();
 	}
+	shards_retry();
 	shards_pump();
 	ydoc_tick();
 	if (wk.draining && !wk.batch_busy) {

@@ -66,10 +66,21 @@ static void on_renew(redis_conn *rc, const redisReply *r, void *arg)
 		lose(s, "lease taken by another worker");
 }
 
+static void acquire(int limit);
+static int owned_or_asked(void);
+static int share_min(void);
+
 static void on_acquire(redis_conn *rc, const redisReply *r, void *arg)
 {
 	wk_shard *s = arg;
 	s->renewing = 0;
+	if (r && r->type == REDIS_REPLY_NIL && !s->owned) {
+		/* Held by another worker: while below the share, ask for one not
+		 * yet asked this round, rather than wait for the next round. */
+		if (owned_or_asked() < share_min())
+			acquire(share_min());
+		return;
+	}
 	if (!r || r->type != REDIS_REPLY_STATUS || s->owned)
 		return;
 	s->owned = 1;
@@ -95,10 +106,19 @@ static void lease_cmd(wk_shard *s, const char *script, redis_reply_fn *cb)
 		s->renewing = 1;
 }
 
+static void rebalance(void);
+
 static void on_count(redis_conn *rc, const redisReply *r, void *arg)
 {
-	if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0 &&
+	    live_workers != (int)r->integer) {
+		/* Acted on at once, not at the next tick: a worker that joined or
+		 * left would otherwise wait a tick for the count and another for
+		 * the shards, seconds in which the shards handed over are read by
+		 * nobody. */
 		live_workers = (int)r->integer;
+		rebalance();
+	}
 }
 
 /* Announces this worker and counts the live ones (ticked within the last
@@ -122,52 +142,44 @@ static void announce(void)
 	redis_cmd(wk.rc, on_count, NULL, 2, a3, l3);
 }
 
-void shards_tick(void)
+/* The fair share: ceil(shards / live workers) is the most a worker keeps,
+ * floor(...) the least it works to get quickly (with 3 workers and 16
+ * shards, 6/5/5 is settled and nobody keeps asking). */
+static int share_max(void)
 {
-	if (!redis_conn_up(wk.rc))
-		return;
-	announce();
-	int target = (int)((wk.cfg.shards + live_workers - 1) / live_workers);
-	if (wk.draining)
-		target = 0;
-	int owned = 0;
-	for (int i = 0; i < wk.cfg.shards; i++) {
-		wk_shard *s = &wk.shards[i];
-		if (s->owned && wk_now() >= s->lease_until)
-			lose(s, "lease expired before it could be renewed");
-		if (s->renewing)
-			continue;
-		if (s->owned) {
-			/* Over the fair share: give back, but never while a batch may
-			 * hold entries of the shard, nor while a read in flight names
-			 * it: its next owner claims what is pending only when it takes
-			 * the shard over, so an entry delivered to us after that would
-			 * be stranded. The shard is left out of the following reads
-			 * and handed over when the batch ends (under a steady load
-			 * there is always one) or at a later tick. */
-			if (owned >= target) {
-				if (!wk.batch_busy && !s->in_read) {
-					lease_cmd(s, release_lua, NULL);
-					s->renewing = 0;
-					lose(s, "rebalancing");
-					continue;
-				}
-				s->give_back = 1;
-			}
-			owned++;
-			lease_cmd(s, renew_lua, on_renew);
-		}
-	}
-	/* Attempts count as owned until answered (at most `target` in flight),
-	 * so the first shard tried moves on every tick: always starting at 0, a
-	 * worker under its share would keep asking for the shards another
-	 * holds and never reach the ones just given back. */
+	return wk.draining ? 0 : (int)((wk.cfg.shards + live_workers - 1) / live_workers);
+}
+
+static int share_min(void)
+{
+	return wk.draining ? 0 : (int)(wk.cfg.shards / live_workers);
+}
+
+/* Acquisitions in flight count as owned until answered. */
+static int owned_or_asked(void)
+{
+	int n = 0;
+	for (int i = 0; i < wk.cfg.shards; i++)
+		n += wk.shards[i].owned || wk.shards[i].renewing;
+	return n;
+}
+
+/* Asks for free shards until `limit` are owned or asked for, each shard at
+ * most once per call. The first shard tried moves on every call: always
+ * starting at 0, a worker under its share would keep asking for the shards
+ * another holds and never reach the ones just given back. */
+static unsigned pass; /* acquisition rounds: each shard is asked once per round */
+
+static void acquire(int limit)
+{
 	static int first_try;
-	for (int k = 0; k < wk.cfg.shards && owned < target; k++) {
+	int owned = owned_or_asked();
+	for (int k = 0; k < wk.cfg.shards && owned < limit; k++) {
 		int i = (first_try + k) % (int)wk.cfg.shards;
 		wk_shard *s = &wk.shards[i];
-		if (s->owned || s->renewing)
+		if (s->owned || s->renewing || s->tried == pass)
 			continue;
+		s->tried = pass;
 		redis_argv a;
 		redis_argv_init(&a);
 		redis_arg_str(&a, "SET");
@@ -178,10 +190,77 @@ void shards_tick(void)
 		redis_arg_i64(&a, wk.cfg.lease_ms);
 		if (redis_send(wk.rc, on_acquire, s, &a) == 0) {
 			s->renewing = 1;
-			owned++; /* optimistic: at most `target` attempts */
+			owned++;
 			first_try = (i + 1) % (int)wk.cfg.shards;
 		}
 	}
+}
+
+/* Over the fair share: give back, but never while a batch may hold
+ * entries of the shard, nor while a read in flight names it: its next
+ * owner claims what is pending only when it takes the shard over, so an
+ * entry delivered to us after that would be stranded. Such a shard is
+ * left out of the following reads and handed over when the batch ends
+ * (under a steady load there is always one) or at a later tick. Returns
+ * how many are kept. */
+static int shed(int renew)
+{
+	int target = share_max(), owned = 0;
+	for (int i = 0; i < wk.cfg.shards; i++) {
+		wk_shard *s = &wk.shards[i];
+		if (!s->owned || s->renewing)
+			continue;
+		if (owned >= target) {
+			if (!wk.batch_busy && !s->in_read) {
+				lease_cmd(s, release_lua, NULL);
+				s->renewing = 0;
+				lose(s, "rebalancing");
+				continue;
+			}
+			s->give_back = 1;
+		}
+		owned++;
+		if (renew)
+			lease_cmd(s, renew_lua, on_renew);
+	}
+	return owned;
+}
+
+static void rebalance(void)
+{
+	if (!redis_conn_up(wk.rc))
+		return;
+	shed(0);
+	pass++;
+	acquire(share_max());
+}
+
+void shards_tick(void)
+{
+	if (!redis_conn_up(wk.rc))
+		return;
+	announce();
+	for (int i = 0; i < wk.cfg.shards; i++) {
+		wk_shard *s = &wk.shards[i];
+		if (s->owned && wk_now() >= s->lease_until)
+			lose(s, "lease expired before it could be renewed");
+	}
+	shed(1);
+	pass++;
+	acquire(share_max());
+}
+
+void shards_retry(void)
+{
+	/* Below the least share, ask again every half second rather than
+	 * every tick (a third of the lease): shards given back by a worker
+	 * that saw this one join are taken within that. */
+	static uint64_t next;
+	if (!redis_conn_up(wk.rc) || wk_now() < next || owned_or_asked() >= share_min())
+		return;
+	next = wk_now() + 500;
+	pass++;
+	acquire(share_min());
 }
 
 void shards_release_all(void)
@@ -225,17 +304,23 @@ void shards_park(int shard, const char *id, const char *reason)
 	redis_send(wk.rc, NULL, NULL, &a);
 }
 
-static void batch_done(void)
+/* Gives back the shards marked for it, once no batch or read names them. */
+static void hand_over(void)
 {
-	wk.batch_busy = 0;
 	for (int i = 0; i < wk.cfg.shards; i++) {
 		wk_shard *s = &wk.shards[i];
-		if (s->owned && s->give_back) {
+		if (s->owned && s->give_back && !wk.batch_busy && !s->in_read) {
 			lease_cmd(s, release_lua, NULL);
 			s->renewing = 0; /* a renewal in flight finds the shard lost */
 			lose(s, "rebalancing");
 		}
 	}
+}
+
+static void batch_done(void)
+{
+	wk.batch_busy = 0;
+	hand_over();
 	shards_pump();
 }
 
@@ -273,6 +358,9 @@ static void run_or_pump(wk_entry *entries, int n)
 {
 	if (n == 0) {
 		free(entries);
+		/* An idle worker's read just ended: what it named is free to go
+		 * now, not a tick later. */
+		hand_over();
 		shards_pump();
 		return;
 	}

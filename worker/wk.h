@@ -24,6 +24,7 @@ typedef struct wk_shard {
 	uint8_t renewing;
 	uint8_t give_back;    /* over the fair share: released once the batch is done */
 	uint8_t in_read;      /* named by the XREADGROUP in flight */
+	unsigned tried;       /* the last acquisition round that asked for it */
 	uint64_t lease_until; /* monotonic ms: stop touching the shard after this */
 	char claim_cursor[48];
 } wk_shard;
@@ -58,6 +59,9 @@ void admin_start(void);
 /* shards.c */
 void shards_init(void);
 void shards_tick(void);
+/* Called often (every loop tick): asks again for free shards while below
+ * the fair share, every half second. */
+void shards_retry(void);
 void shards_release_all(void);
 /* Starts the next read or setup step if nothing is in flight. */
 void shards_pump(void);

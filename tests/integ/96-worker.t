@@ -179,7 +179,30 @@ else
 fi
 check "w2 holds every shard" wait_until 10 bash -c "[ \$(for i in \$(seq 0 15); do timeout 5 redis-cli -p $REDIS_PORT GET $P:lease:\$i; done | grep -c '^w2\$') = 16 ]"
 
+# A worker that joins gets its share as soon as it is given back, not at its
+# own next lease tick: w3's ticks are 5 s apart (a 15 s lease); w2 notices
+# it at its own next tick (0.7 s) and gives the shards back when its
+# blocking read returns (1 s), and w3 asks again every 0.5 s meanwhile.
+# (w1 is dropped from the live set by hand: w3 would count it for two of
+# its own leases.)
+rcli ZREM "$P:workers" w1 >/dev/null
+t0=$(now_ms)
+worker_start w3 TIDINGS_LEASE_MS=15000 TIDINGS_HEARTBEAT_COALESCE_MS=0 TIDINGS_READ_COALESCE_MS=0
+if wait_until 10 bash -c "[ \$(for i in \$(seq 0 15); do timeout 5 redis-cli -p $REDIS_PORT GET $P:lease:\$i; done | grep -c '^w3\$') = 8 ]"; then
+	took=$(($(now_ms) - t0))
+	if ((took < 3500)); then
+		pass "a joining worker (lease ticks 5 s apart) holds its 8 shards within 3.5 s: ${took} ms"
+	else
+		fail "a joining worker (lease ticks 5 s apart) holds its 8 shards within 3.5 s" "took ${took} ms"
+	fi
+else
+	fail "a joining worker holds its 8 shards within 10 s"
+fi
+emit a events:channel '{"channel_id":"cstd","message_id":"after-join","data":{"type":"typing","data":{}}}'
+check "events flow after the handover" client_wait_q b "ev('events:channel').some(x => x[0].message_id === 'after-join')" 10
+
 for c in a b p py; do client_stop "$c"; done
+stop_pid "$WPID_w3" 10
 stop_pid "$WPID_w2" 10
 like "$(tail -n 3 "$TMP/w2.log")" 'stopped' "w2 stops cleanly on SIGTERM"
 check_gateway_stop gw1
