@@ -607,8 +607,8 @@ static void revoke_send(revoke_check *rv, const jwt_claims *cl)
 	rkey tk, uk;
 	redis_argv argv;
 	int jti = (cl->flags & JWT_HAS_JTI) != 0;
-	if ((jti && key_in(&tk, gw.cfg.owui_prefix, "auth:token:", slice_cstr(cl->jti), ":revoked") <
-	                0) ||
+	if ((jti &&
+	     key_in(&tk, gw.cfg.owui_prefix, "auth:token:", slice_cstr(cl->jti), ":revoked") < 0) ||
 	    key_in(&uk, gw.cfg.owui_prefix, "auth:user:", slice_cstr(cl->id), ":revoked_at") < 0) {
 		rv->failed = 1;
 		return;

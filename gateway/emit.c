@@ -168,17 +168,24 @@ static int queue(emit_req *r, int k, const cJSON *o)
 		snprintf(skey, sizeof(skey), "chat:%s", chat->valuestring);
 	else
 		snprintf(skey, sizeof(skey), "%s:%s", ttype, target);
-	slice f[] = {
-	    SLICE_LIT("v"),         SLICE_LIT("1"),
-	    SLICE_LIT("id"),        slice_cstr(rid),
-	    SLICE_LIT("kind"),      SLICE_LIT("emit"),
-	    SLICE_LIT("event"),     slice_cstr(event->valuestring),
-	    SLICE_LIT("to_type"),   slice_cstr(ttype),
-	    SLICE_LIT("to"),        slice_cstr(target),
-	    SLICE_LIT("data"),      slice_cstr(djson),
-	    SLICE_LIT("update_db"),
-	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "update_db")) ? SLICE_LIT("1")
-	                                                                    : SLICE_LIT("0")};
+	slice f[] = {SLICE_LIT("v"),
+	             SLICE_LIT("1"),
+	             SLICE_LIT("id"),
+	             slice_cstr(rid),
+	             SLICE_LIT("kind"),
+	             SLICE_LIT("emit"),
+	             SLICE_LIT("event"),
+	             slice_cstr(event->valuestring),
+	             SLICE_LIT("to_type"),
+	             slice_cstr(ttype),
+	             SLICE_LIT("to"),
+	             slice_cstr(target),
+	             SLICE_LIT("data"),
+	             slice_cstr(djson),
+	             SLICE_LIT("update_db"),
+	             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "update_db"))
+	                 ? SLICE_LIT("1")
+	                 : SLICE_LIT("0")};
 	int rc = bus_emit(f, 8, slice_cstr(skey), on_queued, r);
 	free(djson);
 	return rc;

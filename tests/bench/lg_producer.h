@@ -32,10 +32,10 @@ typedef struct lg_producer_opts {
 	const char *host;    /* Host header */
 	const char *api_key; /* bearer token */
 	uint32_t users;
-	uint32_t conns;     /* connections, at least 1 */
-	uint32_t pipeline;  /* requests in flight per connection, 1..LG_PIPELINE_MAX */
-	uint32_t pad_bytes; /* filler in each emit */
-	int persist;        /* emits are persisted chat updates (see queue_emit) */
+	uint32_t conns;      /* connections, at least 1 */
+	uint32_t pipeline;   /* requests in flight per connection, 1..LG_PIPELINE_MAX */
+	uint32_t pad_bytes;  /* filler in each emit */
+	int persist;         /* emits are persisted chat updates (see queue_emit) */
 	uint32_t answers;    /* with persist: chats answered at once (0: all users' at once) */
 	uint32_t answer_len; /* with answers: updates per answer, at least 1 */
 	uint32_t batch;      /* most emits per request (an array when > 1), at least 1 */

@@ -373,13 +373,14 @@ static void test_status(void)
 	is_int(apply_ev("s2n", "u1", "c1", "m2", "status",
 	                "{\"ts\":1795951088527890,\"at\":1700000000123456789,\"r\":0.1}"),
 	       1, "status with big numbers applied");
-	SQL_IS("1795951088527890|1700000000123456789|0.1", "its numbers are stored exactly",
-	       "SELECT concat_ws('|', s ->> 'ts', s ->> 'at', s ->> 'r') FROM (SELECT chat::jsonb #> "
-	       "'{history,messages,m2,statusHistory,-1}' AS s FROM chat WHERE id = $1) x",
-	       "c1", NULL, NULL);
+	SQL_IS(
+	    "1795951088527890|1700000000123456789|0.1", "its numbers are stored exactly",
+	    "SELECT concat_ws('|', s ->> 'ts', s ->> 'at', s ->> 'r') FROM (SELECT chat::jsonb #> "
+	    "'{history,messages,m2,statusHistory,-1}' AS s FROM chat WHERE id = $1) x",
+	    "c1", NULL, NULL);
 	SQL_IS("1795951088527890", "and mirrored exactly",
-	       "SELECT status_history::jsonb #>> '{-1,ts}' FROM chat_message WHERE id = $1", "c1-m2",
-	       NULL, NULL);
+	       "SELECT status_history::jsonb #>> '{-1,ts}' FROM chat_message WHERE id = $1",
+	       "c1-m2", NULL, NULL);
 
 	is_int(apply_ev("s2b", NULL, "c2", "m2", "status", "{\"done\":true}"), 1,
 	       "no user named: applied to the chat, whoever owns it");
