@@ -247,10 +247,11 @@ static const char *format_cmd(int argc, const char **argv, const size_t *lens, s
 	rc |= buf_append_u64(&out, (uint64_t)argc);
 	rc |= buf_append(&out, "\r\n", 2);
 	for (int i = 0; i < argc; i++) {
+		size_t n = lens ? lens[i] : strlen(argv[i]); /* as hiredis: no lengths, C strings */
 		rc |= buf_append_byte(&out, '$');
-		rc |= buf_append_u64(&out, lens[i]);
+		rc |= buf_append_u64(&out, n);
 		rc |= buf_append(&out, "\r\n", 2);
-		rc |= buf_append(&out, argv[i], lens[i]);
+		rc |= buf_append(&out, argv[i], n);
 		rc |= buf_append(&out, "\r\n", 2);
 	}
 	if (rc)

@@ -484,13 +484,13 @@ void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg)
 		fanout_op *o = &l->ops[i];
 		if (o->type == FANOUT_ROOM) {
 			slice k = slice_cstr(o->target);
-			intptr_t first = (intptr_t)map_get(&rooms, k);
+			const fanout_op *first = map_get(&rooms, k);
 			if (first) {
-				o->same_as = (int)first;
+				o->same_as = (int)(first - l->ops) + 1;
 				continue;
 			}
 			/* Out of memory only costs the sharing. */
-			(void)map_put(&rooms, k, (void *)(intptr_t)(i + 1));
+			(void)map_put(&rooms, k, o);
 		}
 		if (o->type == FANOUT_STEP) {
 			o->step->l = l;
