@@ -110,13 +110,13 @@ cJSON *json_parse(const char *text, size_t len)
 /* ---- printing ---- */
 
 typedef struct out {
-	buf b;
+	buf *b;
 	int failed; /* an append ran out of memory: the text has a hole */
 } out;
 
 static void app(out *o, const void *p, size_t n)
 {
-	if (buf_append(&o->b, p, n) < 0)
+	if (buf_append(o->b, p, n) < 0)
 		o->failed = 1;
 }
 
@@ -210,19 +210,27 @@ static void put(out *o, const cJSON *item)
 	}
 }
 
-char *json_print(const cJSON *item)
+int json_append(buf *b, const cJSON *item)
 {
-	out o = {.failed = 0};
-	buf_init(&o.b, 0);
+	size_t len = b->len;
+	out o = {.b = b, .failed = 0};
 	if (item)
 		put(&o, item);
 	else
 		app(&o, "null", 4);
-	char *s = o.failed ? NULL : malloc(o.b.len + 1);
-	if (s) {
-		memcpy(s, o.b.data, o.b.len);
-		s[o.b.len] = '\0';
+	if (o.failed)
+		b->len = len; /* nothing half-written stays */
+	return o.failed ? -1 : 0;
+}
+
+char *json_print(const cJSON *item)
+{
+	buf b;
+	buf_init(&b, 0);
+	/* The buffer's block is the string: no copy. */
+	if (json_append(&b, item) < 0 || buf_append_byte(&b, '\0') < 0) {
+		buf_dispose(&b);
+		return NULL;
 	}
-	buf_dispose(&o.b);
-	return s;
+	return b.data;
 }

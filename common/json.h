@@ -23,11 +23,17 @@
 #include <cJSON.h>
 #include <stddef.h>
 
+struct buf;
+
 /* Parses text[0..len): one JSON value, only whitespace around it. NULL
  * when malformed. */
 cJSON *json_parse(const char *text, size_t len);
 
 /* Prints item compactly into a malloc'd string (NULL when out of memory). */
 char *json_print(const cJSON *item);
+
+/* Appends item's compact text to b; -1 (b unchanged) when out of room.
+ * For text made of several JSON values, without a string per value. */
+int json_append(struct buf *b, const cJSON *item);
 
 #endif

@@ -108,26 +108,32 @@ static char *str_or_null(const char *s)
 }
 
 /* 2["event",data] on the root namespace; with attachments the binary
- * event 5{natt}-["event",data]. */
+ * event 5{natt}-["event",data]. Written straight into one buffer: no copy
+ * of data, no intermediate strings. */
 static char *event_packet(const char *event, const cJSON *data, int natt)
 {
-	cJSON *arr = cJSON_CreateArray();
-	cJSON_AddItemToArray(arr, cJSON_CreateString(event));
-	cJSON_AddItemToArray(arr, cJSON_Duplicate(data, 1));
-	char *json = json_print(arr);
-	cJSON_Delete(arr);
 	buf b;
 	buf_init(&b, 0);
+	int rc = 0;
 	if (natt > 0) {
-		buf_append_byte(&b, '5');
-		buf_append_u64(&b, (uint64_t)natt);
-		buf_append_byte(&b, '-');
+		rc |= buf_append_byte(&b, '5');
+		rc |= buf_append_u64(&b, (uint64_t)natt);
+		rc |= buf_append_byte(&b, '-');
 	} else {
-		buf_append_byte(&b, '2');
+		rc |= buf_append_byte(&b, '2');
 	}
-	buf_append_cstr(&b, json);
-	buf_append_byte(&b, '\0');
-	free(json);
+	const cJSON name = {.type = cJSON_String, .valuestring = (char *)event};
+	rc |= buf_append_byte(&b, '[');
+	rc |= json_append(&b, &name);
+	if (data) {
+		rc |= buf_append_byte(&b, ',');
+		rc |= json_append(&b, data);
+	}
+	rc |= buf_append(&b, "]", 2); /* with the terminator */
+	if (rc) {
+		buf_dispose(&b);
+		return NULL;
+	}
 	return b.data;
 }
 
@@ -156,22 +162,21 @@ void fanout_ack(fanout_list *l, const char *gw, const char *sid, const char *nsp
 	fanout_op *o = push(l, FANOUT_SID);
 	o->gw = strdup(gw);
 	o->target = strdup(sid);
-	cJSON *arr = cJSON_CreateArray();
-	cJSON_AddItemToArray(arr, cJSON_Duplicate(arg, 1));
-	char *json = json_print(arr);
-	cJSON_Delete(arr);
 	buf b;
 	buf_init(&b, 0);
-	buf_append_byte(&b, '3');
+	int rc = buf_append_byte(&b, '3');
 	if (nsp && strcmp(nsp, "/") != 0) {
-		buf_append_cstr(&b, nsp);
-		buf_append_byte(&b, ',');
+		rc |= buf_append_cstr(&b, nsp);
+		rc |= buf_append_byte(&b, ',');
 	}
-	buf_append_u64(&b, (uint64_t)ack);
-	buf_append_cstr(&b, json);
-	buf_append_byte(&b, '\0');
+	rc |= buf_append_u64(&b, (uint64_t)ack);
+	rc |= buf_append_byte(&b, '[');
+	if (arg)
+		rc |= json_append(&b, arg);
+	rc |= buf_append(&b, "]", 2); /* with the terminator */
+	if (rc)
+		buf_dispose(&b);
 	o->pkt = b.data;
-	free(json);
 }
 
 void fanout_emit_sid(fanout_list *l, const char *sid, const char *event, const cJSON *data)
