@@ -480,9 +480,8 @@ static void scrub(cJSON *arg0)
 		cJSON_DeleteItemFromObjectCaseSensitive(arg0, fields[i]);
 }
 
-static void on_user_join(sio_sock *s, cJSON *arg0, const char *data, int64_t ack)
+static void on_user_join(sio_sock *s, const cJSON *auth, const char *data, int64_t ack)
 {
-	const cJSON *auth = cJSON_GetObjectItemCaseSensitive(arg0, "auth");
 	const cJSON *token = cJSON_GetObjectItemCaseSensitive(auth, "token");
 	sio_pending *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -522,13 +521,17 @@ static void dispatch_event(sio_client *cl, const sio_packet *pk, const slice *at
 	} else if (conformance && !is_ack) {
 		conformance_event(s, name, data, pk->id, natt, att);
 	} else if (!is_ack && strcmp(name, "user-join") == 0) {
+		/* The credentials are taken out rather than the payload copied:
+		 * the token is checked, the rest goes on scrubbed. */
 		cJSON *arg0 = cJSON_GetArrayItem(data, 0);
-		cJSON *copy = cJSON_Duplicate(data, 1);
-		scrub(cJSON_GetArrayItem(copy, 0));
-		char *txt = json_print(copy);
-		on_user_join(s, arg0, txt, pk->id);
+		cJSON *auth = cJSON_IsObject(arg0)
+		                  ? cJSON_DetachItemFromObjectCaseSensitive(arg0, "auth")
+		                  : NULL;
+		scrub(arg0);
+		char *txt = json_print(data);
+		on_user_join(s, auth, txt, pk->id);
 		free(txt);
-		cJSON_Delete(copy);
+		cJSON_Delete(auth);
 	} else if (!s->user) {
 		log_debug("sid=%s event '%s' from an anonymous socket dropped", s->sid, name);
 	} else {
