@@ -110,18 +110,14 @@ const char *api_check(const http_request *req)
 	return NULL;
 }
 
-/* Why emit object o cannot be queued, or NULL. */
-static const char *check(const cJSON *o, const char **ttype, const char **target)
+/* The target of emit o ({user}, {room} or {sid}: *ttype, *target, which
+ * is NULL when not a string); returns how many of the three o names. */
+static int target_of(const cJSON *o, const char **ttype, const char **target)
 {
-	if (!cJSON_IsObject(o))
-		return "an emit must be a JSON object";
-	const cJSON *event = cJSON_GetObjectItemCaseSensitive(o, "event");
-	const cJSON *to = cJSON_GetObjectItemCaseSensitive(o, "to");
-	const cJSON *update_db = cJSON_GetObjectItemCaseSensitive(o, "update_db");
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-	int nto = 0;
 	static const char *const kinds[] = {"user", "room", "sid"};
-	*target = NULL;
+	const cJSON *to = cJSON_GetObjectItemCaseSensitive(o, "to");
+	int nto = 0;
+	*ttype = *target = NULL;
 	for (int i = 0; cJSON_IsObject(to) && i < 3; i++) {
 		const cJSON *t = cJSON_GetObjectItemCaseSensitive(to, kinds[i]);
 		if (t) {
@@ -130,9 +126,22 @@ static const char *check(const cJSON *o, const char **ttype, const char **target
 			*target = cJSON_IsString(t) ? t->valuestring : NULL;
 		}
 	}
+	return nto;
+}
+
+/* Why emit o cannot be queued, or NULL. */
+static const char *check(const cJSON *o)
+{
+	if (!cJSON_IsObject(o))
+		return "an emit must be a JSON object";
+	const cJSON *event = cJSON_GetObjectItemCaseSensitive(o, "event");
+	const cJSON *update_db = cJSON_GetObjectItemCaseSensitive(o, "update_db");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+	const char *ttype, *target;
+	int nto = target_of(o, &ttype, &target);
 	if (!cJSON_IsString(event) || !*event->valuestring || strlen(event->valuestring) > MAX_NAME)
 		return "event must be a non-empty string";
-	if (nto != 1 || !*target || !ident_valid(*target, MAX_NAME))
+	if (nto != 1 || !target || !ident_valid(target, MAX_NAME))
 		return "to must be exactly one of {user}, {room}, {sid}, a valid id";
 	if (update_db && !cJSON_IsBool(update_db))
 		return "update_db must be a boolean";
@@ -144,8 +153,8 @@ static const char *check(const cJSON *o, const char **ttype, const char **target
 /* XADDs checked emit o as entry k of r. */
 static int queue(emit_req *r, int k, const cJSON *o)
 {
-	const char *ttype = NULL, *target = NULL;
-	(void)check(o, &ttype, &target);
+	const char *ttype, *target;
+	target_of(o, &ttype, &target);
 	const cJSON *event = cJSON_GetObjectItemCaseSensitive(o, "event");
 	const cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data");
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
@@ -214,7 +223,7 @@ void emit_route(conn *c, const http_request *req, slice body)
 		snprintf(why, sizeof(why), "a batch holds 1 to %d emits", MAX_BATCH);
 	int k = 0;
 	for (const cJSON *o = batch ? doc->child : doc; o && !why[0]; o = batch ? o->next : NULL) {
-		const char *ttype, *target, *bad = check(o, &ttype, &target);
+		const char *bad = check(o);
 		if (bad && batch)
 			snprintf(why, sizeof(why), "emit %d: %s", k, bad);
 		else if (bad)
