@@ -241,7 +241,14 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
  * largest yet. */
 static const char *format_cmd(int argc, const char **argv, const size_t *lens, size_t *len)
 {
-	static buf out = {NULL, 0, 0, SIZE_MAX}; /* as buf_init(&out, 0) leaves it */
+	static buf out;
+	static int ready;
+	if (!ready) {
+		buf_init(&out, 0);
+		ready = 1;
+	}
+	if (out.cap > 65536)
+		buf_dispose(&out); /* a large command's block is not kept for ever */
 	buf_reset(&out);
 	int rc = buf_append_byte(&out, '*');
 	rc |= buf_append_u64(&out, (uint64_t)argc);

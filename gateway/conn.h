@@ -71,8 +71,8 @@ struct conn {
 	wheel_timer timer; /* owner's deadline (header timeout, etc.) */
 	uint32_t peer_ip;  /* IPv4 in network order, 0 otherwise: per-IP limits */
 	struct event rev;
-	struct event
-	    *wev; /* made when the kernel first refuses output: most sockets never need it */
+	/* Made when the kernel first refuses output: most sockets never need it. */
+	struct event *wev;
 };
 
 /* Sets up the process-wide machinery on `base`: the flush event (lowest
