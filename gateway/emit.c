@@ -1,6 +1,5 @@
 #include "emit.h"
 
-#include <cJSON.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +8,7 @@
 #include "bus.h"
 #include "common/buf.h"
 #include "common/ident.h"
-#include "common/json.h"
+#include "common/jscan.h"
 #include "common/log.h"
 #include "common/rand.h"
 #include "gw.h"
@@ -110,73 +109,75 @@ const char *api_check(const http_request *req)
 	return NULL;
 }
 
-/* The target of emit o ({user}, {room} or {sid}: *ttype, *target, which
- * is NULL when not a string); returns how many of the three o names. */
-static int target_of(const cJSON *o, const char **ttype, const char **target)
+/* One emit of the body, read in place: spans of its members (JS_NONE when
+ * absent) and the strings the entry needs, decoded. */
+typedef struct emit_view {
+	jspan event, to, data, update_db, id;
+	const char *ttype; /* which of {user}, {room}, {sid} */
+	char target[MAX_NAME + 1];
+	char name[MAX_NAME + 1]; /* the event */
+	char eid[MAX_NAME + 1];  /* the caller's id, or "" */
+} emit_view;
+
+/* A string member decoded into out (MAX_NAME + 1 bytes): 1 when it is a
+ * string that fits, 0 otherwise. */
+static int name_of(const jspan *v, char *out)
 {
-	static const char *const kinds[] = {"user", "room", "sid"};
-	const cJSON *to = cJSON_GetObjectItemCaseSensitive(o, "to");
-	int nto = 0;
-	*ttype = *target = NULL;
-	for (int i = 0; cJSON_IsObject(to) && i < 3; i++) {
-		const cJSON *t = cJSON_GetObjectItemCaseSensitive(to, kinds[i]);
-		if (t) {
-			nto++;
-			*ttype = kinds[i];
-			*target = cJSON_IsString(t) ? t->valuestring : NULL;
-		}
-	}
-	return nto;
+	return v->t == JS_STRING && jscan_str(v, out, MAX_NAME + 1) >= 0;
 }
 
-/* Why emit o cannot be queued, or NULL. */
-static const char *check(const cJSON *o)
+/* Reads emit o into *e; returns why it cannot be queued, or NULL. */
+static const char *check(const jspan *o, emit_view *e)
 {
-	if (!cJSON_IsObject(o))
+	static const char *const kinds[] = {"user", "room", "sid"};
+	if (o->t != JS_OBJECT)
 		return "an emit must be a JSON object";
-	const cJSON *event = cJSON_GetObjectItemCaseSensitive(o, "event");
-	const cJSON *update_db = cJSON_GetObjectItemCaseSensitive(o, "update_db");
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-	const char *ttype, *target;
-	int nto = target_of(o, &ttype, &target);
-	if (!cJSON_IsString(event) || !*event->valuestring || strlen(event->valuestring) > MAX_NAME)
+	jscan_find(o, "event", &e->event);
+	jscan_find(o, "to", &e->to);
+	jscan_find(o, "data", &e->data);
+	jscan_find(o, "update_db", &e->update_db);
+	jscan_find(o, "id", &e->id);
+	if (!name_of(&e->event, e->name) || !*e->name)
 		return "event must be a non-empty string";
-	if (nto != 1 || !target || !ident_valid(target, MAX_NAME))
+	int nto = 0, good = 0;
+	for (int i = 0; e->to.t == JS_OBJECT && i < 3; i++) {
+		jspan t;
+		if (jscan_find(&e->to, kinds[i], &t)) {
+			nto++;
+			e->ttype = kinds[i];
+			good = name_of(&t, e->target) && ident_valid(e->target, MAX_NAME);
+		}
+	}
+	if (nto != 1 || !good)
 		return "to must be exactly one of {user}, {room}, {sid}, a valid id";
-	if (update_db && !cJSON_IsBool(update_db))
+	if (e->update_db.t != JS_NONE && e->update_db.t != JS_TRUE && e->update_db.t != JS_FALSE)
 		return "update_db must be a boolean";
-	if (id && (!cJSON_IsString(id) || !ident_valid(id->valuestring, MAX_NAME)))
+	e->eid[0] = '\0';
+	if (e->id.t != JS_NONE && (!name_of(&e->id, e->eid) || !ident_valid(e->eid, MAX_NAME)))
 		return "id must be 1-200 characters of [A-Za-z0-9._:@-]";
 	return NULL;
 }
 
-/* XADDs checked emit o as entry k of r. */
-static int queue(emit_req *r, int k, const cJSON *o)
+/* XADDs checked emit e as entry k of r. Its data goes on as it came, not
+ * parsed into a tree and printed back. */
+static int queue(emit_req *r, int k, const emit_view *e)
 {
-	const char *ttype, *target;
-	target_of(o, &ttype, &target);
-	const cJSON *event = cJSON_GetObjectItemCaseSensitive(o, "event");
-	const cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data");
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
 	char *rid = r->ids[k];
-	if (id) {
-		snprintf(rid, MAX_NAME + 1, "%s", id->valuestring);
+	if (*e->eid) {
+		memcpy(rid, e->eid, strlen(e->eid) + 1);
 	} else {
 		/* An id of our own makes retries of this entry idempotent too. */
 		char rnd[23];
 		rand_id(rnd, 22);
 		snprintf(rid, MAX_NAME + 1, "emit-%s", rnd);
 	}
-	char *djson = data ? json_print(data) : strdup("null");
-	if (!djson)
-		return -1;
 	/* Events about one chat keep their order: they share its shard. */
-	char skey[MAX_NAME + 16];
-	const cJSON *chat = cJSON_GetObjectItemCaseSensitive(data, "chat_id");
-	if (cJSON_IsString(chat) && ident_valid(chat->valuestring, MAX_NAME))
-		snprintf(skey, sizeof(skey), "chat:%s", chat->valuestring);
+	char skey[MAX_NAME + 16], chat[MAX_NAME + 1];
+	jspan c;
+	if (jscan_find(&e->data, "chat_id", &c) && name_of(&c, chat) && ident_valid(chat, MAX_NAME))
+		snprintf(skey, sizeof(skey), "chat:%s", chat);
 	else
-		snprintf(skey, sizeof(skey), "%s:%s", ttype, target);
+		snprintf(skey, sizeof(skey), "%s:%s", e->ttype, e->target);
 	slice f[] = {SLICE_LIT("v"),
 	             SLICE_LIT("1"),
 	             SLICE_LIT("id"),
@@ -184,20 +185,16 @@ static int queue(emit_req *r, int k, const cJSON *o)
 	             SLICE_LIT("kind"),
 	             SLICE_LIT("emit"),
 	             SLICE_LIT("event"),
-	             slice_cstr(event->valuestring),
+	             slice_cstr(e->name),
 	             SLICE_LIT("to_type"),
-	             slice_cstr(ttype),
+	             slice_cstr(e->ttype),
 	             SLICE_LIT("to"),
-	             slice_cstr(target),
+	             slice_cstr(e->target),
 	             SLICE_LIT("data"),
-	             slice_cstr(djson),
+	             e->data.t == JS_NONE ? SLICE_LIT("null") : (slice){e->data.p, e->data.n},
 	             SLICE_LIT("update_db"),
-	             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "update_db"))
-	                 ? SLICE_LIT("1")
-	                 : SLICE_LIT("0")};
-	int rc = bus_emit(f, 8, slice_cstr(skey), on_queued, r);
-	free(djson);
-	return rc;
+	             e->update_db.t == JS_TRUE ? SLICE_LIT("1") : SLICE_LIT("0")};
+	return bus_emit(f, 8, slice_cstr(skey), on_queued, r);
 }
 
 /* The body is one emit object, or an array of up to MAX_BATCH of them
@@ -212,26 +209,38 @@ void emit_route(conn *c, const http_request *req, slice body)
 		api_refuse(c, *gw.cfg.api_key ? 401 : 403, denied);
 		return;
 	}
-	cJSON *doc = json_parse(body.base, body.len);
-	int batch = cJSON_IsArray(doc);
-	int n = batch ? cJSON_GetArraySize(doc) : 1;
+	jspan doc, o;
+	int parsed = jscan_doc(body.base, body.len, &doc) == 0;
+	int batch = parsed && doc.t == JS_ARRAY;
+	int n = 0;
+	size_t it = 0;
+	while (batch && n <= MAX_BATCH && jscan_item(&doc, &it, &o))
+		n++;
+	if (!batch)
+		n = 1;
 	char why[300];
 	why[0] = 0;
-	if (!cJSON_IsObject(doc) && !batch)
+	if (!parsed || (doc.t != JS_OBJECT && !batch))
 		snprintf(why, sizeof(why), "body must be a JSON object or an array of them");
 	else if (batch && (n < 1 || n > MAX_BATCH))
 		snprintf(why, sizeof(why), "a batch holds 1 to %d emits", MAX_BATCH);
-	int k = 0;
-	for (const cJSON *o = batch ? doc->child : doc; o && !why[0]; o = batch ? o->next : NULL) {
-		const char *bad = check(o);
+	emit_view *ev = NULL;
+	if (!why[0] && !(ev = calloc((size_t)n, sizeof(*ev)))) {
+		api_refuse(c, 503, "out of memory");
+		return;
+	}
+	it = 0;
+	for (int k = 0; k < n && !why[0]; k++) {
+		if (batch)
+			jscan_item(&doc, &it, &o);
+		const char *bad = check(batch ? &o : &doc, &ev[k]);
 		if (bad && batch)
 			snprintf(why, sizeof(why), "emit %d: %s", k, bad);
 		else if (bad)
 			snprintf(why, sizeof(why), "%s", bad);
-		k++;
 	}
 	if (why[0]) {
-		cJSON_Delete(doc);
+		free(ev);
 		api_refuse(c, 400, why);
 		return;
 	}
@@ -240,7 +249,7 @@ void emit_route(conn *c, const http_request *req, slice body)
 		r->ids = calloc((size_t)n, sizeof(*r->ids));
 	if (!r || !r->ids) {
 		free(r);
-		cJSON_Delete(doc);
+		free(ev);
 		api_refuse(c, 503, "out of memory");
 		return;
 	}
@@ -249,16 +258,15 @@ void emit_route(conn *c, const http_request *req, slice body)
 	r->batch = batch;
 	/* Held at one while queuing, so no early answer can free it. */
 	r->waiting = 1;
-	k = 0;
-	for (const cJSON *o = batch ? doc->child : doc; o; o = batch ? o->next : NULL) {
+	for (int k = 0; k < n; k++) {
 		r->waiting++;
-		if (queue(r, k++, o) < 0) {
+		if (queue(r, k, &ev[k]) < 0) {
 			r->waiting--;
 			r->err = "Redis unavailable";
 			break;
 		}
 	}
-	cJSON_Delete(doc);
+	free(ev);
 	if (r->err && r->waiting == 1) {
 		/* Nothing in flight: answer now. */
 		api_refuse(c, 503, "not queued: Redis unavailable");

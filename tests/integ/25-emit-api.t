@@ -19,10 +19,18 @@ entry=$(grep '"emit-test-1"' <<<"$dump")
 like "$entry" '"kind":"emit"' "the entry is on an ingress stream as kind=emit"
 like "$entry" '"to_type":"user","to":"u1"' "with its target"
 like "$entry" '"update_db":"1"' "and update_db"
-like "$entry" '"data":"\{\\"chat_id\\":\\"c1\\"' "and the data as compact JSON"
+like "$entry" '"data":"\{\\"chat_id\\":\\"c1\\"' "and the data as sent"
 # The shard is the chat's, as docs/redis.md computes it.
 want=$(node -e 'let h=2166136261;for(const c of Buffer.from("chat:c1")){h^=c;h=Math.imul(h,16777619)>>>0}console.log(h%16)')
 like "$entry" "\"stream\":\"$PREFIX:ingress:$want\"" "on the chat's shard (fnv1a32('chat:c1') % 16 = $want)"
+
+# The data goes on byte for byte (spacing, number spellings); the chat id
+# that picks the shard is read with its escapes decoded.
+code=$(post "${auth[@]}" --data '{"event":"events","to":{"user":"u1"},"id":"emit-sp","data": { "chat_id" : "c\u0031", "x" : [1.50, 2E3, -0] } }' "$A/api/v1/emit")
+is "$code" 202 "an emit with spaced data is accepted"
+entry=$(ingress_dump | grep '"emit-sp"')
+like "$entry" '"data":"\{ \\"chat_id\\" : \\"c\\\\u0031\\", \\"x\\" : \[1.50, 2E3, -0\] \}"' "its data is on the stream exactly as sent"
+like "$entry" "\"stream\":\"$PREFIX:ingress:$want\"" "on chat c1's shard: the escaped id was decoded"
 
 code=$(post "${auth[@]}" --data '{"event":"events","to":{"room":"channel:x"},"data":{}}' "$A/api/v1/emit")
 is "$code" 202 "an emit without id gets one"
@@ -58,7 +66,9 @@ code=$(post -H "Authorization: Bearer wrong" --data '{"event":"e","to":{"user":"
 is "$code" 401 "wrong bearer token: 401"
 for bad in '[1,2]' '{"to":{"user":"u1"}}' '{"event":"e"}' '{"event":"e","to":{"user":"u1","room":"r"}}' \
 	'{"event":"e","to":{"user":"a*b"}}' '{"event":"e","to":{"user":"u1"},"update_db":"yes"}' \
-	'{"event":"e","to":{"user":"u1"},"id":"x y"}' 'not json'; do
+	'{"event":"e","to":{"user":"u1"},"id":"x y"}' 'not json' \
+	'{"event":"e","to":{"user":"u1"},"data":"\ud800"}' '{"event":"e","to":{"user":"u1"},"data":[1,]}' \
+	"{\"event\":\"e\",\"to\":{\"user\":\"u1\"},\"data\":\"$(printf '\xc3\x28')\"}"; do
 	code=$(post "${auth[@]}" --data "$bad" "$A/api/v1/emit")
 	is "$code" 400 "refused with 400: $bad"
 	like "$(cat "$TMP/resp")" '"error":"' "  with a reason"
