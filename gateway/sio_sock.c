@@ -219,9 +219,29 @@ static void exp_fire(wheel_timer *t)
 	client_close_sock(s, 1, "token expired");
 }
 
+/* The socket is closed when the token it last authenticated with expires. */
+static void set_expiry(sio_sock *s, const jwt_claims *c)
+{
+	gw_timer_cancel(&s->exp_timer);
+	if (c->flags & JWT_HAS_EXP) {
+		int64_t left = c->exp - clock_wall_s();
+		s->exp = c->exp;
+		gw_timer_start(&s->exp_timer, exp_fire, s, left > 0 ? (uint64_t)left * 1000 : 0);
+	}
+}
+
 static void set_user(sio_sock *s, const jwt_claims *c)
 {
 	char rname[JWT_MAX_ID + 8];
+	if (s->user && strcmp(s->user, c->id) == 0) {
+		/* user-join with the CONNECT's user, as Open WebUI's front end
+		 * always sends it: the socket is in its room and its session
+		 * registered already. Leaving and registering again would cost
+		 * ten Redis commands (half of a connection's) and move the
+		 * session's connected_at; only the token's expiry is new. */
+		set_expiry(s, c);
+		return;
+	}
 	if (s->user) {
 		/* A socket re-authenticated as someone else leaves the old user's
 		 * room (Open WebUI kept it there: catalogue 9 #5). */
@@ -234,12 +254,7 @@ static void set_user(sio_sock *s, const jwt_claims *c)
 	s->flags |= SIO_S_AUTHED;
 	snprintf(rname, sizeof(rname), "user:%s", s->user);
 	rooms_join(&s->rooms, s, slice_cstr(rname));
-	gw_timer_cancel(&s->exp_timer);
-	if (c->flags & JWT_HAS_EXP) {
-		int64_t left = c->exp - clock_wall_s();
-		s->exp = c->exp;
-		gw_timer_start(&s->exp_timer, exp_fire, s, left > 0 ? (uint64_t)left * 1000 : 0);
-	}
+	set_expiry(s, c);
 	bus_session_add(s);
 }
 

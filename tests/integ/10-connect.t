@@ -44,6 +44,21 @@ fi
 is "$(rcli SISMEMBER "$P:user:u1:sids" "$SID")" 1 "sid is in $P:user:u1:sids"
 check "registry $P:room:user:u1 has gw1 = 1" wait_until 3 room_count_is user:u1 1
 
+# ---- user-join with the CONNECT's own token, as Open WebUI's front end
+# sends it on every connect: forwarded, but the session is not registered
+# again (its connected_at stays) and the socket stays in its room.
+at=$(rcli HGET "$P:sid:$SID" connected_at)
+sleep 0.05
+client_send a "{\"cmd\":\"emit\",\"event\":\"user-join\",\"args\":[{\"auth\":{\"token\":\"$T1\"}}]}"
+join_forwarded() { ingress_dump | grep '"user-join"' | grep -q "$SID"; }
+check "the same user's user-join is forwarded" wait_until 3 join_forwarded
+is "$(rcli HGET "$P:sid:$SID" connected_at)" "$at" "its session keeps its connected_at"
+is "$(rcli HGET "$P:sid:$SID" user)" u1 "and its user"
+check "registry still has user:u1 once" wait_until 3 room_count_is user:u1 1
+dlv gw1 op room target user:u1 pkt '2["events",{"still":true}]'
+check "the socket still receives user:u1 deliveries" \
+	client_wait_q a "ev('events').some(a => a[0] && a[0].still === true)" 5
+
 # ---- a second socket of the same user: counts go to 2 and back
 node_client a2 sio-client.js --url "$URL" --token "$T1"
 client_wait a2 '"t":"connect"' 1 10 || fail "second socket of u1 connects"
