@@ -78,26 +78,6 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-/*
- * Every statement the worker runs finds its rows by key, and runs
- * prepared: Postgres plans it once, generically, from the statistics of
- * that moment. Planned while a table was small (a fresh database, or just
- * after a bulk delete) the plan is a sequential scan, which then costs
- * O(table) per statement as the table grows, until an autoanalyze happens
- * to invalidate it: the mirror UPDATE of chat_message was seen reading 600
- * pages per statement that way. With seqscans off, the planner takes the
- * index whenever there is one and still scans where there is none.
- * Through PGOPTIONS, so that an options= in DATABASE_URL still wins.
- */
-static void plan_by_key(void)
-{
-	const char *had = getenv("PGOPTIONS");
-	char opts[1024];
-	snprintf(opts, sizeof(opts), "%s%s-c enable_seqscan=off", had ? had : "",
-	         had && *had ? " " : "");
-	setenv("PGOPTIONS", opts, 1);
-}
-
 int main(int argc, char **argv)
 {
 	char err[512];
@@ -139,7 +119,6 @@ int main(int argc, char **argv)
 		        redis_url_redacted(wk.cfg.redis_url, red, sizeof(red)));
 		return 2;
 	}
-	plan_by_key();
 	pg_conn_opts po = {wk.cfg.database_url, "database", 0, 30000, pg_up, pg_down, NULL};
 	wk.pg = pg_conn_create(wk.base, &po);
 	admin_start();
