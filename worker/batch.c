@@ -317,19 +317,20 @@ static void persist_note(batch *b, int i, pg_batch *pb)
 	                         djson,
 	                         mjson,
 	                         when};
-	pg_batch_add(pb,
-	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
-	             "ON CONFLICT DO NOTHING RETURNING id) "
-	             "UPDATE note SET title = COALESCE($4, title), "
-	             "data = CASE WHEN $5::jsonb IS NULL THEN data ELSE "
-	             "(CASE WHEN json_typeof(data) = 'object' THEN data::jsonb ELSE '{}' END "
-	             "|| $5::jsonb)::json END, "
-	             "meta = CASE WHEN $6::jsonb IS NULL THEN meta ELSE "
-	             "(CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb ELSE '{}' END "
-	             "|| $6::jsonb)::json END, "
-	             "updated_at = $7::bigint WHERE id = $3 AND EXISTS (SELECT 1 FROM ev) "
-	             "RETURNING id",
-	             7, params, on_persisted, ctx(b, i));
+	pg_batch_add_prepared(
+	    pb,
+	    "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+	    "ON CONFLICT DO NOTHING RETURNING id) "
+	    "UPDATE note SET title = COALESCE($4, title), "
+	    "data = CASE WHEN $5::jsonb IS NULL THEN data ELSE "
+	    "(CASE WHEN json_typeof(data) = 'object' THEN data::jsonb ELSE '{}' END "
+	    "|| $5::jsonb)::json END, "
+	    "meta = CASE WHEN $6::jsonb IS NULL THEN meta ELSE "
+	    "(CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb ELSE '{}' END "
+	    "|| $6::jsonb)::json END, "
+	    "updated_at = $7::bigint WHERE id = $3 AND EXISTS (SELECT 1 FROM ev) "
+	    "RETURNING id",
+	    7, params, on_persisted, ctx(b, i));
 	free(djson);
 	free(mjson);
 }
@@ -473,7 +474,7 @@ static void h_user_channels(batch *b, int i, pg_batch *pb)
 {
 	wk_entry *e = &b->e[i];
 	const char *params[2] = {e->user, wk.cfg.channels_default ? "true" : "false"};
-	pg_batch_add(
+	pg_batch_add_prepared(
 	    pb,
 	    "SELECT u.name, u.role, CASE WHEN " CHANNELS_ALLOWED(
 	        "$1",
@@ -498,12 +499,12 @@ static void h_heartbeat(batch *b, int i, pg_batch *pb)
 	char now[24];
 	snprintf(now, sizeof(now), "%lld", (long long)now_s());
 	const char *params[4] = {e->eid, "heartbeat", e->user, now};
-	pg_batch_add(pb,
-	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
-	             "ON CONFLICT DO NOTHING RETURNING id) "
-	             "UPDATE \"user\" SET last_active_at = $4::bigint WHERE id = $3 "
-	             "AND EXISTS (SELECT 1 FROM ev)",
-	             4, params, NULL, NULL);
+	pg_batch_add_prepared(pb,
+	                      "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+	                      "ON CONFLICT DO NOTHING RETURNING id) "
+	                      "UPDATE \"user\" SET last_active_at = $4::bigint WHERE id = $3 "
+	                      "AND EXISTS (SELECT 1 FROM ev)",
+	                      4, params, NULL, NULL);
 }
 
 /* events:channel typing: fanned out to the channel (sender included) with
@@ -634,24 +635,26 @@ static void h_events_channel(batch *b, int i, pg_batch *pb)
 		if (typing_cached(e, cid))
 			return;
 		const char *params[3] = {e->user, cid, wk.cfg.channels_default ? "true" : "false"};
-		pg_batch_add(pb,
-		             "SELECT u.name, u.role FROM \"user\" u JOIN channel c ON c.id = $2 "
-		             "WHERE u.id = $1 AND u.role IN ('user','admin') AND " CHANNELS_ALLOWED(
-		                 "$1", "$3::boolean") " AND " CHANNEL_ACCESS("c", "$1"),
-		             3, params, on_typing, ctx(b, i));
+		pg_batch_add_prepared(
+		    pb,
+		    "SELECT u.name, u.role FROM \"user\" u JOIN channel c ON c.id = $2 "
+		    "WHERE u.id = $1 AND u.role IN ('user','admin') AND " CHANNELS_ALLOWED(
+		        "$1", "$3::boolean") " AND " CHANNEL_ACCESS("c", "$1"),
+		    3, params, on_typing, ctx(b, i));
 	} else if (strcmp(type->valuestring, "last_read_at") == 0) {
 		if (coalesced("chr", e->user, cid, wk.cfg.read_coalesce_ms))
 			return;
 		char now[24];
 		snprintf(now, sizeof(now), "%lld", (long long)now_ns());
 		const char *params[5] = {e->eid, "events:channel last_read_at", e->user, cid, now};
-		pg_batch_add(pb,
-		             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
-		             "ON CONFLICT DO NOTHING RETURNING id) "
-		             "UPDATE channel_member SET last_read_at = $5::bigint, updated_at = "
-		             "$5::bigint WHERE channel_id = $4 AND user_id = $3 "
-		             "AND EXISTS (SELECT 1 FROM ev)",
-		             5, params, NULL, NULL);
+		pg_batch_add_prepared(
+		    pb,
+		    "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+		    "ON CONFLICT DO NOTHING RETURNING id) "
+		    "UPDATE channel_member SET last_read_at = $5::bigint, updated_at = "
+		    "$5::bigint WHERE channel_id = $4 AND user_id = $3 "
+		    "AND EXISTS (SELECT 1 FROM ev)",
+		    5, params, NULL, NULL);
 	}
 }
 
@@ -724,24 +727,25 @@ static void h_events_chat(batch *b, int i, pg_batch *pb)
 	/* Reading a chat also cancels its pending timer chats that were set to
 	 * be cancelled on read (catalogue 2, events:chat), in the same
 	 * statement and so under the same exactly-once record. */
-	pg_batch_add(pb,
-	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
-	             "ON CONFLICT DO NOTHING RETURNING id), "
-	             "timers AS (UPDATE chat SET meta = (meta::jsonb || jsonb_build_object("
-	             "'status', 'cancelled', 'timer_cancelled_at', $6::bigint, "
-	             "'timer_cancelled_by', 'chat.read'))::json, updated_at = $5::bigint "
-	             "WHERE user_id = $3 AND meta::jsonb ->> 'parent_chat_id' = $4 "
-	             "AND meta::jsonb ->> 'status' = 'pending' "
-	             "AND jsonb_typeof(meta::jsonb -> 'cancel_on') = 'array' "
-	             "AND meta::jsonb -> 'cancel_on' ? 'chat.read' "
-	             "AND EXISTS (SELECT 1 FROM ev) AND EXISTS (SELECT 1 FROM chat p WHERE "
-	             "p.id = $4 AND p.user_id = $3)), "
-	             "old AS (SELECT updated_at > COALESCE(last_read_at, 0) AS unread FROM chat "
-	             "WHERE id = $4 AND user_id = $3) "
-	             "UPDATE chat SET last_read_at = $5::bigint WHERE id = $4 AND user_id = $3 "
-	             "AND EXISTS (SELECT 1 FROM ev) RETURNING last_read_at, "
-	             "CASE WHEN (SELECT unread FROM old) THEN " FOLDER_UNREAD("$3", "$4") " END",
-	             6, params, on_chat_read, ctx(b, i));
+	pg_batch_add_prepared(
+	    pb,
+	    "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+	    "ON CONFLICT DO NOTHING RETURNING id), "
+	    "timers AS (UPDATE chat SET meta = (meta::jsonb || jsonb_build_object("
+	    "'status', 'cancelled', 'timer_cancelled_at', $6::bigint, "
+	    "'timer_cancelled_by', 'chat.read'))::json, updated_at = $5::bigint "
+	    "WHERE user_id = $3 AND meta::jsonb ->> 'parent_chat_id' = $4 "
+	    "AND meta::jsonb ->> 'status' = 'pending' "
+	    "AND jsonb_typeof(meta::jsonb -> 'cancel_on') = 'array' "
+	    "AND meta::jsonb -> 'cancel_on' ? 'chat.read' "
+	    "AND EXISTS (SELECT 1 FROM ev) AND EXISTS (SELECT 1 FROM chat p WHERE "
+	    "p.id = $4 AND p.user_id = $3)), "
+	    "old AS (SELECT updated_at > COALESCE(last_read_at, 0) AS unread FROM chat "
+	    "WHERE id = $4 AND user_id = $3) "
+	    "UPDATE chat SET last_read_at = $5::bigint WHERE id = $4 AND user_id = $3 "
+	    "AND EXISTS (SELECT 1 FROM ev) RETURNING last_read_at, "
+	    "CASE WHEN (SELECT unread FROM old) THEN " FOLDER_UNREAD("$3", "$4") " END",
+	    6, params, on_chat_read, ctx(b, i));
 }
 
 /* join-note: read access (admin, owner, or a read grant to the user, to
@@ -771,7 +775,7 @@ static void h_join_note(batch *b, int i, pg_batch *pb)
 	if (strncmp(note, "note:", 5) == 0 || strncmp(note, "note_", 5) == 0)
 		note += 5;
 	const char *params[2] = {e->user, note};
-	pg_batch_add(
+	pg_batch_add_prepared(
 	    pb,
 	    "SELECT n.id FROM note n JOIN \"user\" u ON u.id = $1 WHERE n.id = $2 AND "
 	    "u.role IN ('user','admin') AND (u.role = 'admin' OR n.user_id = $1 OR EXISTS "
@@ -855,20 +859,21 @@ static void message_edit(batch *b, int i, pg_batch *pb, const char *cid, const c
 	snprintf(when, sizeof(when), "%lld", (long long)now_ns());
 	const char *params[8] = {e->eid, "emit channel message", cid, mid, content, djson, mjson,
 	                         when};
-	pg_batch_add(pb,
-	             "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
-	             "ON CONFLICT DO NOTHING RETURNING id), "
-	             "m AS (UPDATE message SET content = COALESCE($5, content), "
-	             "data = CASE WHEN $6::jsonb IS NULL THEN data ELSE "
-	             "(CASE WHEN json_typeof(data) = 'object' THEN data::jsonb ELSE '{}' END "
-	             "|| $6::jsonb)::json END, "
-	             "meta = CASE WHEN $7::jsonb IS NULL THEN meta ELSE "
-	             "(CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb ELSE '{}' END "
-	             "|| $7::jsonb)::json END, "
-	             "updated_at = $8::bigint WHERE id = $4 AND channel_id = $3 "
-	             "AND EXISTS (SELECT 1 FROM ev) RETURNING *) "
-	             "SELECT " MESSAGE_RESPONSE("m") ", m.channel_id, m.id FROM m",
-	             8, params, on_message_edited, ctx(b, i));
+	pg_batch_add_prepared(
+	    pb,
+	    "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
+	    "ON CONFLICT DO NOTHING RETURNING id), "
+	    "m AS (UPDATE message SET content = COALESCE($5, content), "
+	    "data = CASE WHEN $6::jsonb IS NULL THEN data ELSE "
+	    "(CASE WHEN json_typeof(data) = 'object' THEN data::jsonb ELSE '{}' END "
+	    "|| $6::jsonb)::json END, "
+	    "meta = CASE WHEN $7::jsonb IS NULL THEN meta ELSE "
+	    "(CASE WHEN json_typeof(meta) = 'object' THEN meta::jsonb ELSE '{}' END "
+	    "|| $7::jsonb)::json END, "
+	    "updated_at = $8::bigint WHERE id = $4 AND channel_id = $3 "
+	    "AND EXISTS (SELECT 1 FROM ev) RETURNING *) "
+	    "SELECT " MESSAGE_RESPONSE("m") ", m.channel_id, m.id FROM m",
+	    8, params, on_message_edited, ctx(b, i));
 	free(djson);
 	free(mjson);
 }
@@ -989,7 +994,7 @@ static int persist_channel(batch *b, int i, pg_batch *pb, const cJSON *data)
 		                          parent, content,
 		                          djson,  mjson,
 		                          when};
-		pg_batch_add(
+		pg_batch_add_prepared(
 		    pb,
 		    "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
 		    "ON CONFLICT DO NOTHING RETURNING id), "
@@ -1010,7 +1015,7 @@ static int persist_channel(batch *b, int i, pg_batch *pb, const cJSON *data)
 		free(mjson);
 	} else if (strcmp(type, "message:delete") == 0) {
 		const char *params[4] = {e->eid, "emit channel message", cid, mid};
-		pg_batch_add(
+		pg_batch_add_prepared(
 		    pb,
 		    "WITH ev AS (INSERT INTO tidings_event (id, kind) VALUES ($1, $2) "
 		    "ON CONFLICT DO NOTHING RETURNING id), "
