@@ -335,6 +335,25 @@ int jscan_find(const jspan *o, const char *name, jspan *v)
 	return 0;
 }
 
+size_t jscan_compact(const jspan *v, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < v->n;) {
+		char c = v->p[i];
+		if (c == '"') {
+			size_t end = skip_string(v->p, i);
+			memcpy(out + o, v->p + i, end - i);
+			o += end - i;
+			i = end;
+		} else {
+			if (!is_ws(c))
+				out[o++] = c;
+			i++;
+		}
+	}
+	return o;
+}
+
 static int put_utf8(char *out, size_t cap, size_t *o, long c)
 {
 	unsigned char b[4];

@@ -57,6 +57,11 @@ int jscan_member(const jspan *o, size_t *it, jspan *key, jspan *v);
  * with v->t = JS_NONE when there is none (or o is not an object). */
 int jscan_find(const jspan *o, const char *name, jspan *v);
 
+/* Copies validated value v into out (at least v->n bytes) without the
+ * whitespace between tokens; strings, escapes and number spellings stay
+ * as written. Returns the length. */
+size_t jscan_compact(const jspan *v, char *out);
+
 /* Decodes validated string s into out (cap bytes, NUL-terminated).
  * Returns its length, or -1 when it does not fit or holds a NUL
  * (\u0000), which no C string can carry. */

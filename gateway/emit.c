@@ -159,9 +159,20 @@ static const char *check(const jspan *o, emit_view *e)
 }
 
 /* XADDs checked emit e as entry k of r. Its data goes on as it came, not
- * parsed into a tree and printed back. */
+ * parsed into a tree and printed back: only the whitespace between tokens
+ * is dropped (stream values are compact JSON, docs/redis.md). */
 static int queue(emit_req *r, int k, const emit_view *e)
 {
+	static buf data = {NULL, 0, 0, SIZE_MAX}; /* reused: emits are queued one at a time */
+	slice d = SLICE_LIT("null");
+	if (e->data.t != JS_NONE) {
+		if (data.cap > 65536)
+			buf_dispose(&data); /* a large emit's block is not kept for ever */
+		buf_reset(&data);
+		if (buf_reserve(&data, e->data.n) < 0)
+			return -1;
+		d = slice_make(data.data, jscan_compact(&e->data, data.data));
+	}
 	char *rid = r->ids[k];
 	if (*e->eid) {
 		memcpy(rid, e->eid, strlen(e->eid) + 1);
@@ -178,22 +189,15 @@ static int queue(emit_req *r, int k, const emit_view *e)
 		snprintf(skey, sizeof(skey), "chat:%s", chat);
 	else
 		snprintf(skey, sizeof(skey), "%s:%s", e->ttype, e->target);
-	slice f[] = {SLICE_LIT("v"),
-	             SLICE_LIT("1"),
-	             SLICE_LIT("id"),
-	             slice_cstr(rid),
-	             SLICE_LIT("kind"),
-	             SLICE_LIT("emit"),
-	             SLICE_LIT("event"),
-	             slice_cstr(e->name),
-	             SLICE_LIT("to_type"),
-	             slice_cstr(e->ttype),
-	             SLICE_LIT("to"),
-	             slice_cstr(e->target),
-	             SLICE_LIT("data"),
-	             e->data.t == JS_NONE ? SLICE_LIT("null") : (slice){e->data.p, e->data.n},
-	             SLICE_LIT("update_db"),
-	             e->update_db.t == JS_TRUE ? SLICE_LIT("1") : SLICE_LIT("0")};
+	slice f[] = {
+	    SLICE_LIT("v"),         SLICE_LIT("1"),
+	    SLICE_LIT("id"),        slice_cstr(rid),
+	    SLICE_LIT("kind"),      SLICE_LIT("emit"),
+	    SLICE_LIT("event"),     slice_cstr(e->name),
+	    SLICE_LIT("to_type"),   slice_cstr(e->ttype),
+	    SLICE_LIT("to"),        slice_cstr(e->target),
+	    SLICE_LIT("data"),      d,
+	    SLICE_LIT("update_db"), e->update_db.t == JS_TRUE ? SLICE_LIT("1") : SLICE_LIT("0")};
 	return bus_emit(f, 8, slice_cstr(skey), on_queued, r);
 }
 

@@ -102,6 +102,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(j != NULL);
 		CHECK(v.p >= p && v.p + v.n <= p + size);
 		walk(&v, j, 0);
+		/* Compacted, it is the same document. */
+		char *c = malloc(v.n);
+		if (c) {
+			size_t cn = jscan_compact(&v, c);
+			jspan cv;
+			CHECK(cn <= v.n && jscan_doc(c, cn, &cv) == 0 && cv.n == cn);
+			cJSON *cj = json_parse(c, cn);
+			char *a = json_print(j), *b = cj ? json_print(cj) : NULL;
+			CHECK(a && b && strcmp(a, b) == 0);
+			free(a);
+			free(b);
+			cJSON_Delete(cj);
+			free(c);
+		}
 		cJSON_Delete(j);
 	}
 	free(p);

@@ -24,12 +24,13 @@ like "$entry" '"data":"\{\\"chat_id\\":\\"c1\\"' "and the data as sent"
 want=$(node -e 'let h=2166136261;for(const c of Buffer.from("chat:c1")){h^=c;h=Math.imul(h,16777619)>>>0}console.log(h%16)')
 like "$entry" "\"stream\":\"$PREFIX:ingress:$want\"" "on the chat's shard (fnv1a32('chat:c1') % 16 = $want)"
 
-# The data goes on byte for byte (spacing, number spellings); the chat id
-# that picks the shard is read with its escapes decoded.
+# The data goes on as sent but for the whitespace between tokens (number
+# spellings and escapes kept); the chat id that picks the shard is read
+# with its escapes decoded.
 code=$(post "${auth[@]}" --data '{"event":"events","to":{"user":"u1"},"id":"emit-sp","data": { "chat_id" : "c\u0031", "x" : [1.50, 2E3, -0] } }' "$A/api/v1/emit")
 is "$code" 202 "an emit with spaced data is accepted"
 entry=$(ingress_dump | grep '"emit-sp"')
-like "$entry" '"data":"\{ \\"chat_id\\" : \\"c\\\\u0031\\", \\"x\\" : \[1.50, 2E3, -0\] \}"' "its data is on the stream exactly as sent"
+like "$entry" '"data":"\{\\"chat_id\\":\\"c\\\\u0031\\",\\"x\\":\[1.50,2E3,-0\]\}"' "its data is on the stream as sent, compacted"
 like "$entry" "\"stream\":\"$PREFIX:ingress:$want\"" "on chat c1's shard: the escaped id was decoded"
 
 code=$(post "${auth[@]}" --data '{"event":"events","to":{"room":"channel:x"},"data":{}}' "$A/api/v1/emit")

@@ -132,5 +132,14 @@ int main(void)
 	const char *nul = "\"a\\u0000b\"";
 	is_int(jscan_doc(nul, strlen(nul), &sv), 0, "\\u0000 is JSON");
 	is_int(jscan_str(&sv, buf, sizeof(buf)), -1, "but no C string can hold it");
+	/* Compacting: whitespace between tokens goes, strings (spaces and
+	 * escaped quotes included) and number spellings stay. */
+	const char *sp = " { \"a b\" : [ 1.50 ,\t2E3 ] ,\n \"q\" : \"x \\\" y\" , \"e\" : { } } ";
+	jspan cv;
+	is_int(jscan_doc(sp, strlen(sp), &cv), 0, "spaced text parses");
+	char cbuf[128];
+	size_t cl = jscan_compact(&cv, cbuf);
+	const char *want_c = "{\"a b\":[1.50,2E3],\"q\":\"x \\\" y\",\"e\":{}}";
+	is_mem(cbuf, cl, want_c, strlen(want_c), "compacted");
 	return tap_done();
 }
