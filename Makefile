@@ -130,7 +130,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all build/tidings-loadgen
 	@scripts/bench
 
-FMT_FILES = $(wildcard common/*.[ch] gateway/*.[ch] worker/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.c tests/bench/*.[ch])
+FMT_FILES = $(wildcard common/*.[ch] gateway/*.[ch] worker/*.[ch] ctl/*.[ch] tests/unit/*/*.c tests/unit/*.h tests/fuzz/*.[ch] tests/bench/*.[ch])
 fmt:
 	clang-format -i $(FMT_FILES)
 fmt-check:

@@ -14,15 +14,7 @@
 #include <string.h>
 
 #include "common/json.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "invariant failed at %s:%d: %s\n", __FILE__, __LINE__,     \
-			        #cond);                                                            \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "tests/fuzz/check.h"
 
 static int same_type(jstype t, const cJSON *j)
 {

@@ -22,14 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "invariant failed at %s:%d: %s\n", __FILE__, __LINE__,     \
-			        #cond);                                                            \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "tests/fuzz/check.h"
 
 static const sio_limits limits = {.max_attachments = SIO_DEFAULT_MAX_ATTACHMENTS,
                                   .max_depth = SIO_DEFAULT_MAX_DEPTH};

@@ -15,15 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const ws_limits lim = {4096, 8192, 16};
+#include "tests/fuzz/check.h"
 
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			fprintf(stderr, "check failed: %s (line %d)\n", #c, __LINE__);             \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+static const ws_limits lim = {4096, 8192, 16};
 
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
