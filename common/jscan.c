@@ -402,7 +402,7 @@ int jscan_str(const jspan *s, char *out, size_t cap)
 			case 'r': c = '\r'; break;
 			case 't': c = '\t'; break;
 			case 'u': c = u_escape(s->p + i, end - i, &used); break;
-			default: c = e; break;
+			default: c = (unsigned char)e; break;
 			}
 			if (c <= 0)
 				return -1;

@@ -214,8 +214,11 @@ void emit_route(conn *c, const http_request *req, slice body)
 		return;
 	}
 	jspan doc, o;
-	int parsed = jscan_doc(body.base, body.len, &doc) == 0;
-	int batch = parsed && doc.t == JS_ARRAY;
+	if (jscan_doc(body.base, body.len, &doc) < 0 || (doc.t != JS_OBJECT && doc.t != JS_ARRAY)) {
+		api_refuse(c, 400, "body must be a JSON object or an array of them");
+		return;
+	}
+	int batch = doc.t == JS_ARRAY;
 	int n = 0;
 	size_t it = 0;
 	while (batch && n <= MAX_BATCH && jscan_item(&doc, &it, &o))
@@ -223,13 +226,14 @@ void emit_route(conn *c, const http_request *req, slice body)
 	if (!batch)
 		n = 1;
 	char why[300];
-	why[0] = 0;
-	if (!parsed || (doc.t != JS_OBJECT && !batch))
-		snprintf(why, sizeof(why), "body must be a JSON object or an array of them");
-	else if (batch && (n < 1 || n > MAX_BATCH))
+	if (n < 1 || n > MAX_BATCH) {
 		snprintf(why, sizeof(why), "a batch holds 1 to %d emits", MAX_BATCH);
-	emit_view *ev = NULL;
-	if (!why[0] && !(ev = calloc((size_t)n, sizeof(*ev)))) {
+		api_refuse(c, 400, why);
+		return;
+	}
+	why[0] = 0;
+	emit_view *ev = calloc((size_t)n, sizeof(*ev));
+	if (!ev) {
 		api_refuse(c, 503, "out of memory");
 		return;
 	}
