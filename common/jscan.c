@@ -316,21 +316,23 @@ int jscan_member(const jspan *o, size_t *it, jspan *key, jspan *v)
 	return 1;
 }
 
+int jscan_key_is(const jspan *key, const char *name)
+{
+	size_t l = strlen(name);
+	if (!memchr(key->p, '\\', key->n))
+		return key->n == l + 2 && memcmp(key->p + 1, name, l) == 0;
+	char dec[256];
+	int dl = jscan_str(key, dec, sizeof(dec));
+	return dl >= 0 && (size_t)dl == l && memcmp(dec, name, l) == 0;
+}
+
 int jscan_find(const jspan *o, const char *name, jspan *v)
 {
-	size_t it = 0, l = strlen(name);
+	size_t it = 0;
 	jspan k;
-	while (jscan_member(o, &it, &k, v)) {
-		if (!memchr(k.p, '\\', k.n)) {
-			if (k.n == l + 2 && memcmp(k.p + 1, name, l) == 0)
-				return 1;
-			continue;
-		}
-		char dec[256];
-		int dl = jscan_str(&k, dec, sizeof(dec));
-		if (dl >= 0 && (size_t)dl == l && memcmp(dec, name, l) == 0)
+	while (jscan_member(o, &it, &k, v))
+		if (jscan_key_is(&k, name))
 			return 1;
-	}
 	*v = (jspan){NULL, 0, JS_NONE};
 	return 0;
 }

@@ -62,6 +62,10 @@ int jscan_find(const jspan *o, const char *name, jspan *v);
  * as written. Returns the length. */
 size_t jscan_compact(const jspan *v, char *out);
 
+/* Whether key (a JS_STRING span) decodes to name (shorter than 255
+ * bytes); a key holding \u0000 matches nothing. */
+int jscan_key_is(const jspan *key, const char *name);
+
 /* Decodes validated string s into out (cap bytes, NUL-terminated).
  * Returns its length, or -1 when it does not fit or holds a NUL
  * (\u0000), which no C string can carry. */

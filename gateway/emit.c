@@ -130,13 +130,21 @@ static int name_of(const jspan *v, char *out)
 static const char *check(const jspan *o, emit_view *e)
 {
 	static const char *const kinds[] = {"user", "room", "sid"};
+	static const char *const names[] = {"event", "to", "data", "update_db", "id"};
+	jspan *slots[] = {&e->event, &e->to, &e->data, &e->update_db, &e->id};
 	if (o->t != JS_OBJECT)
 		return "an emit must be a JSON object";
-	jscan_find(o, "event", &e->event);
-	jscan_find(o, "to", &e->to);
-	jscan_find(o, "data", &e->data);
-	jscan_find(o, "update_db", &e->update_db);
-	jscan_find(o, "id", &e->id);
+	/* One walk over the members, the first of each name kept (as cJSON
+	 * finds it): the data, maybe large, is skipped over once, not once
+	 * per name looked up. */
+	size_t it = 0;
+	jspan k, v;
+	while (jscan_member(o, &it, &k, &v))
+		for (int i = 0; i < 5; i++)
+			if (slots[i]->t == JS_NONE && jscan_key_is(&k, names[i])) {
+				*slots[i] = v;
+				break;
+			}
 	if (!name_of(&e->event, e->name) || !*e->name)
 		return "event must be a non-empty string";
 	int nto = 0, good = 0;

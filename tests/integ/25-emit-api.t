@@ -33,6 +33,11 @@ entry=$(ingress_dump | grep '"emit-sp"')
 like "$entry" '"data":"\{\\"chat_id\\":\\"c\\\\u0031\\",\\"x\\":\[1.50,2E3,-0\]\}"' "its data is on the stream as sent, compacted"
 like "$entry" "\"stream\":\"$PREFIX:ingress:$want\"" "on chat c1's shard: the escaped id was decoded"
 
+# A name given twice counts once, the first time, as cJSON reads it.
+code=$(post "${auth[@]}" --data '{"event":"first","to":{"user":"u1"},"event":"second","id":"emit-dup","id":"other"}' "$A/api/v1/emit")
+is "$code" 202 "an emit naming event and id twice is accepted"
+like "$(ingress_dump | grep '"emit-dup"')" '"event":"first"' "with the first of each"
+
 code=$(post "${auth[@]}" --data '{"event":"events","to":{"room":"channel:x"},"data":{}}' "$A/api/v1/emit")
 is "$code" 202 "an emit without id gets one"
 like "$(cat "$TMP/resp")" '"id":"emit-[A-Za-z0-9_-]{22}"' "a generated id"
