@@ -227,37 +227,46 @@ void emit_route(conn *c, const http_request *req, slice body)
 		return;
 	}
 	int batch = doc.t == JS_ARRAY;
-	int n = 0;
-	size_t it = 0;
-	while (batch && n <= MAX_BATCH && jscan_item(&doc, &it, &o))
-		n++;
-	if (!batch)
-		n = 1;
+	/* One walk over the emits, checking each as it comes: the views grow
+	 * with the batch, so the body is not walked once more to count it. */
+	emit_view *ev = NULL;
+	int n = 0, cap = 0, oom = 0;
 	char why[300];
-	if (n < 1 || n > MAX_BATCH) {
-		snprintf(why, sizeof(why), "a batch holds 1 to %d emits", MAX_BATCH);
-		api_refuse(c, 400, why);
-		return;
-	}
 	why[0] = 0;
-	emit_view *ev = calloc((size_t)n, sizeof(*ev));
-	if (!ev) {
-		api_refuse(c, 503, "out of memory");
-		return;
-	}
-	it = 0;
-	for (int k = 0; k < n && !why[0]; k++) {
-		if (batch)
-			jscan_item(&doc, &it, &o);
-		const char *bad = check(batch ? &o : &doc, &ev[k]);
+	size_t it = 0;
+	for (;;) {
+		if (batch ? !jscan_item(&doc, &it, &o) : n == 1)
+			break;
+		if (n == MAX_BATCH) {
+			snprintf(why, sizeof(why), "a batch holds 1 to %d emits", MAX_BATCH);
+			break;
+		}
+		if (n == cap) {
+			int ncap = cap ? cap * 2 : (batch ? 16 : 1);
+			emit_view *g = realloc(ev, (size_t)ncap * sizeof(*ev));
+			if (!g) {
+				oom = 1;
+				break;
+			}
+			memset(g + cap, 0, (size_t)(ncap - cap) * sizeof(*ev));
+			ev = g;
+			cap = ncap;
+		}
+		const char *bad = check(batch ? &o : &doc, &ev[n]);
 		if (bad && batch)
-			snprintf(why, sizeof(why), "emit %d: %s", k, bad);
+			snprintf(why, sizeof(why), "emit %d: %s", n, bad);
 		else if (bad)
 			snprintf(why, sizeof(why), "%s", bad);
+		if (bad)
+			break;
+		n++;
 	}
-	if (why[0]) {
+	if (!why[0] && !oom && n == 0)
+		snprintf(why, sizeof(why), "a batch holds 1 to %d emits", MAX_BATCH);
+	/* n < 1 implies why is set; spelled out for the static analyser. */
+	if (why[0] || oom || n < 1) {
 		free(ev);
-		api_refuse(c, 400, why);
+		api_refuse(c, oom ? 503 : 400, oom ? "out of memory" : why);
 		return;
 	}
 	emit_req *r = calloc(1, sizeof(*r));
