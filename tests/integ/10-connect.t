@@ -51,7 +51,7 @@ at=$(rcli HGET "$P:sid:$SID" connected_at)
 sleep 0.05
 client_send a "{\"cmd\":\"emit\",\"event\":\"user-join\",\"args\":[{\"auth\":{\"token\":\"$T1\"}}]}"
 join_forwarded() { ingress_dump | grep '"user-join"' | grep -q "$SID"; }
-check "the same user's user-join is forwarded" wait_until 3 join_forwarded
+check "the same user's user-join is forwarded" wait_until 10 join_forwarded
 is "$(rcli HGET "$P:sid:$SID" connected_at)" "$at" "its session keeps its connected_at"
 is "$(rcli HGET "$P:sid:$SID" user)" u1 "and its user"
 check "registry still has user:u1 once" wait_until 3 room_count_is user:u1 1
