@@ -45,6 +45,10 @@ void bus_session_del(const sio_sock *s);
 /* Registry: room r's local member count changed to r->count (0 removes). */
 void bus_room_changed(const room *r);
 
+/* A new event id, "{prefix}{gateway}-{boot ms}-{seq}": unique across the
+ * cluster as long as gateway ids are, and increasing within a gateway. */
+void bus_event_id(char *out, size_t n, const char *prefix);
+
 /* An ingress entry for socket s. kind: "connect", "event", "disconnect".
  * data: the JSON array of arguments (may be empty), ack: -1 for none,
  * att/natt: binary attachments. Returns 0 when queued. */

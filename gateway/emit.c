@@ -10,7 +10,6 @@
 #include "common/ident.h"
 #include "common/jscan.h"
 #include "common/log.h"
-#include "common/rand.h"
 #include "gw.h"
 
 #define MAX_NAME 200
@@ -186,9 +185,7 @@ static int queue(emit_req *r, int k, const emit_view *e)
 		memcpy(rid, e->eid, strlen(e->eid) + 1);
 	} else {
 		/* An id of our own makes retries of this entry idempotent too. */
-		char rnd[23];
-		rand_id(rnd, 22);
-		snprintf(rid, MAX_NAME + 1, "emit-%s", rnd);
+		bus_event_id(rid, MAX_NAME + 1, "emit-");
 	}
 	/* Events about one chat keep their order: they share its shard. */
 	char skey[MAX_NAME + 16], chat[MAX_NAME + 1];

@@ -40,7 +40,11 @@ like "$(ingress_dump | grep '"emit-dup"')" '"event":"first"' "with the first of 
 
 code=$(post "${auth[@]}" --data '{"event":"events","to":{"room":"channel:x"},"data":{}}' "$A/api/v1/emit")
 is "$code" 202 "an emit without id gets one"
-like "$(cat "$TMP/resp")" '"id":"emit-[A-Za-z0-9_-]{22}"' "a generated id"
+like "$(cat "$TMP/resp")" '"id":"emit-gw1-[0-9]{13}-[0-9]+"' "a generated id: gateway, boot time, sequence"
+first=$(sed -n 's/.*"id":"emit-gw1-[0-9]*-\([0-9]*\)".*/\1/p' "$TMP/resp")
+post "${auth[@]}" --data '{"event":"events","to":{"room":"channel:x"},"data":{}}' "$A/api/v1/emit" >/dev/null
+second=$(sed -n 's/.*"id":"emit-gw1-[0-9]*-\([0-9]*\)".*/\1/p' "$TMP/resp")
+check "the next generated id follows it (${first:-none}, then ${second:-none})" test "${second:-0}" -gt "${first:-0}"
 
 # A batch: one request, its entries in order on their chats' shards, the
 # ids answered in the array's order.
@@ -49,7 +53,7 @@ batch+='{"event":"events","to":{"user":"u2"},"data":{"chat_id":"cb","n":2}},'
 batch+='{"event":"events","to":{"user":"u1"},"data":{"chat_id":"cb","n":3,"big":1700000000123456789},"update_db":true,"id":"emit-b3"}]'
 code=$(post "${auth[@]}" --data "$batch" "$A/api/v1/emit")
 is "$code" 202 "a batch of 3 emits is accepted with 202"
-like "$(cat "$TMP/resp")" '^\{"ids":\["emit-b1","emit-[A-Za-z0-9_-]{22}","emit-b3"\]\}$' "the answer lists the 3 ids in order"
+like "$(cat "$TMP/resp")" '^\{"ids":\["emit-b1","emit-gw1-[0-9]{13}-[0-9]+","emit-b3"\]\}$' "the answer lists the 3 ids in order"
 dump=$(ingress_dump)
 is "$(grep -c '\\"chat_id\\":\\"cb\\"' <<<"$dump")" 3 "the 3 entries are on the ingress streams"
 is "$(grep '\\"chat_id\\":\\"cb\\"' <<<"$dump" | grep -o '\\"n\\":[0-9]' | tr -d '\\"n:' | tr -d '\n')" 123 "in the batch's order (one chat, one shard)"
