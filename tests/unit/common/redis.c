@@ -473,6 +473,33 @@ static void test_pipeline(void)
 	is_int(redis_send(rc_a, on_call, &c, &a), -1, "a poisoned argv is refused");
 }
 
+/* A command larger than the socket's send buffer: the adapter's first
+ * write leaves most of it queued, and the rest must go out as the socket
+ * drains (EPOLLOUT), before the command queued after it. */
+static void test_big_write(void)
+{
+	size_t n = 32u << 20;
+	char *v = malloc(n);
+	ok(v != NULL, "32 MB value allocated");
+	if (!v)
+		return;
+	memset(v, 'x', n);
+	v[n - 1] = 'y';
+	const char *set[] = {"SET", "big", v};
+	size_t setl[] = {3, 3, n};
+	const char *len[] = {"STRLEN", "big"};
+	size_t lenl[] = {6, 3};
+	call c = {0}, d = {0};
+	is_int(redis_cmd(rc_a, on_call, &c, 3, set, setl), 0, "SET of 32 MB queued");
+	is_int(redis_cmd(rc_a, on_call, &d, 2, len, lenl), 0, "STRLEN queued behind it");
+	free(v); /* hiredis holds its own copy of the command */
+	WAIT(d.calls, 10000);
+	is_str(c.str, "OK", "the SET was written whole and answered");
+	is_int(d.integer, (long long)n, "STRLEN sees every byte");
+	const char *del[] = {"DEL", "big"};
+	cmd(rc_a, NULL, 2, del);
+}
+
 static slice hgetall_field;
 static char hgetall_copy[16];
 
@@ -697,6 +724,7 @@ int main(void)
 		   srv_b.port);
 		test_connect();
 		test_pipeline();
+		test_big_write();
 		test_field_live();
 		test_errors();
 		test_kill_in_flight();
