@@ -25,6 +25,7 @@ typedef struct wk_entry {
 	char id[48]; /* stream id, for XACK */
 	char *eid, *kind, *gw, *sid, *user, *nsp, *event, *data;
 	char *to_type, *to; /* kind=emit */
+	char *strs;         /* the block all of the above point into */
 	int update_db;
 	int64_t ack;
 	cJSON *args; /* parsed data, or NULL */

@@ -473,6 +473,41 @@ static void test_pipeline(void)
 	is_int(redis_send(rc_a, on_call, &c, &a), -1, "a poisoned argv is refused");
 }
 
+static size_t big_len;
+static char big_first, big_last;
+static int list_ok;
+
+static void on_big(redis_conn *rc, const redisReply *r, void *arg)
+{
+	(void)rc;
+	(void)arg;
+	if (r && r->type == REDIS_REPLY_STRING && r->len) {
+		big_first = r->str[0];
+		big_last = r->str[r->len - 1];
+		big_len = r->len;
+	} else {
+		big_len = 1; /* ends the wait; the length check fails */
+	}
+}
+
+/* list_ok: how many leading elements are "v{index}". */
+static void on_list(redis_conn *rc, const redisReply *r, void *arg)
+{
+	(void)rc;
+	(void)arg;
+	int good = 0;
+	char want[16];
+	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		int n = snprintf(want, sizeof(want), "v%zu", i);
+		const redisReply *e = r->element[i];
+		if (e->type != REDIS_REPLY_STRING || e->len != (size_t)n ||
+		    memcmp(e->str, want, (size_t)n))
+			break;
+		good++;
+	}
+	list_ok = good;
+}
+
 /* A command larger than the socket's send buffer: the adapter's first
  * write leaves most of it queued, and the rest must go out as the socket
  * drains (EPOLLOUT), before the command queued after it. */
@@ -496,6 +531,34 @@ static void test_big_write(void)
 	WAIT(d.calls, 10000);
 	is_str(c.str, "OK", "the SET was written whole and answered");
 	is_int(d.integer, (long long)n, "STRLEN sees every byte");
+
+	/* Replies bigger than a block of the reply arena: one 32 MB string,
+	 * then an array of 20 000 strings, each read whole and intact. */
+	const char *get[] = {"GET", "big"};
+	size_t getl[] = {3, 3};
+	big_len = 0;
+	redis_cmd(rc_a, on_big, NULL, 2, get, getl);
+	WAIT(big_len, 10000);
+	is_int((long long)big_len, (long long)n, "GET returns 32 MB");
+	ok(big_last == 'y' && big_first == 'x', "first and last bytes intact");
+	for (int i = 0; i < 20000; i += 1000) {
+		const char *argv[1002] = {"RPUSH", "list"};
+		size_t lens[1002] = {5, 4};
+		char vals[1000][16];
+		for (int k = 0; k < 1000; k++) {
+			lens[k + 2] = (size_t)snprintf(vals[k], sizeof(vals[k]), "v%d", i + k);
+			argv[k + 2] = vals[k];
+		}
+		redis_cmd(rc_a, NULL, NULL, 1002, argv, lens);
+	}
+	const char *lr[] = {"LRANGE", "list", "0", "-1"};
+	size_t lrl[] = {6, 4, 1, 2};
+	list_ok = -1;
+	redis_cmd(rc_a, on_list, NULL, 4, lr, lrl);
+	WAIT(list_ok >= 0, 10000);
+	is_int(list_ok, 20000, "LRANGE of 20 000: every element in order");
+	const char *dl[] = {"DEL", "list"};
+	cmd(rc_a, NULL, 2, dl);
 	const char *del[] = {"DEL", "big"};
 	cmd(rc_a, NULL, 2, del);
 }
