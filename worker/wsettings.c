@@ -30,8 +30,9 @@ const config_opt wsettings_table[] = {
     {"lease-ms", "TIDINGS_LEASE_MS", NULL, 0, CFG_INT, "10000", 500, 600000, S(lease_ms), 0,
      "shard lease: a dead worker's shards are taken over within this"},
     {"batch", "TIDINGS_BATCH", NULL, 0, CFG_INT, "1024", 1, 10000, S(batch), 0,
-     "most entries read per shard per XREADGROUP (a batch grows to what arrived while the "
-     "last one was applied, so under load it merges more updates per statement)"},
+     "most entries per shard in one batch, read in XREADGROUPs of up to 128 per shard (a "
+     "batch grows to what arrived while the last one was applied, so under load it merges "
+     "more updates per statement)"},
     {"block-ms", "TIDINGS_BLOCK_MS", NULL, 0, CFG_INT, "1000", 10, 60000, S(block_ms), 0,
      "XREADGROUP BLOCK time"},
     {"heartbeat-coalesce-ms", "TIDINGS_HEARTBEAT_COALESCE_MS", NULL, 0, CFG_INT, "10000", 0,

@@ -97,6 +97,31 @@ is "$(psql_q "SELECT count(*) FROM tidings_event WHERE id = 'bad-1'" owui)" 0 "a
 check "nothing stays pending behind it" wait_until 10 bash -c \
 	"[ \"\$(timeout 5 redis-cli -p $REDIS_PORT XPENDING $P:ingress:$shard workers | head -1)\" = 0 ]"
 
+# ---- a backlog is read in chunks, applied in large batches
+# 2 000 entries wait on one shard while Postgres holds the worker in a
+# batch. Then each XREADGROUP takes at most 128 per shard (one read of
+# 1 024 kept Redis busy for milliseconds, every client waiting), and the
+# chunks are applied together: a batch holds up to TIDINGS_BATCH (1 024).
+check "w2 owns every shard" wait_until 10 bash -c \
+	"curl -s http://127.0.0.1:$WADM/metrics | grep -q 'tidings_worker_shards_owned 16'"
+metric() { curl -s "http://127.0.0.1:$WADM/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+pg_pids="$PG_PID $(pgrep -P "$PG_PID" | tr '\n' ' ')" # w2's backend is new
+kill -STOP $pg_pids
+readmark hold
+sleep 0.5
+for i in $(seq 5000 6999); do
+	printf 'XADD %s:ingress:%s * v 1 id k-%d kind event gw gw1 sid %s user u1 nsp / event events:channel data "[{\\"channel_id\\":\\"c1\\",\\"data\\":{\\"type\\":\\"last_read_at\\"}}]"\n' "$P" "$shard" "$i" "$SA"
+done | timeout 20 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" >/dev/null
+batches0=$(metric tidings_worker_batches_total)
+rcli CONFIG RESETSTAT >/dev/null
+kill -CONT $pg_pids
+check "the 2 000 backlog entries are applied" wait_until 30 bash -c \
+	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT count(*) FROM tidings_event WHERE id LIKE 'k-%'\")\" = 2000 ]"
+reads=$(rcli INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_xreadgroup:calls=\([0-9]*\),.*/\1/p')
+batches=$(( $(metric tidings_worker_batches_total) - batches0 ))
+check "read in chunks of at most 128: ${reads:-no} XREADGROUP calls (>= 16)" test "${reads:-0}" -ge 16
+check "applied in a few large batches: $batches (<= 4, one of them the held one)" test "$batches" -le 4
+
 # ---- readiness follows the database
 check "w2 owns every shard once w1's leases expire" wait_until 10 bash -c \
 	"curl -s http://127.0.0.1:$WADM/metrics | grep -q 'tidings_worker_shards_owned 16'"
