@@ -459,10 +459,11 @@ static void *reply_array(const redisReadTask *t, int n)
 	if (!r)
 		return NULL;
 	if (n > 0) {
-		r->element = arena_alloc(t->privdata, (size_t)n * sizeof(*r->element));
+		size_t bytes = (size_t)n * sizeof(redisReply *);
+		r->element = arena_alloc(t->privdata, bytes);
 		if (!r->element)
 			return NULL;
-		memset(r->element, 0, (size_t)n * sizeof(*r->element));
+		memset(r->element, 0, bytes);
 	}
 	r->elements = (size_t)(n > 0 ? n : 0);
 	return r;

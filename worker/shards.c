@@ -457,7 +457,7 @@ static void on_read(redis_conn *rc, const redisReply *r, void *arg)
 	}
 	/* While the next chunk is read, the entries so far are a batch in
 	 * progress: their shards are not handed over, no other read starts. */
-	if (full && !wk.draining && ++acc.reads * chunk() < wk.cfg.batch) {
+	if (full && !wk.draining && (int64_t)++acc.reads * chunk() < wk.cfg.batch) {
 		wk.batch_busy = 1;
 		if (send_read(0))
 			return;
