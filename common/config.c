@@ -19,8 +19,9 @@ static char *read_small_file(const char *path)
 	return strdup(tmp);
 }
 
-/* Value of variable `name` or of `name_FILE`; heap string or NULL. */
-static char *env_value(const char *name, size_t len)
+/* Value of variable `name` or of `name_FILE`; heap string or NULL. An
+ * empty variable counts as unset unless keep_empty. */
+static char *env_value(const char *name, size_t len, int keep_empty)
 {
 	char var[128], fvar[140];
 	if (len >= sizeof(var))
@@ -28,7 +29,7 @@ static char *env_value(const char *name, size_t len)
 	memcpy(var, name, len);
 	var[len] = '\0';
 	const char *v = getenv(var);
-	if (v && *v)
+	if (v && (*v || keep_empty))
 		return strdup(v);
 	snprintf(fvar, sizeof(fvar), "%s_FILE", var);
 	v = getenv(fvar);
@@ -104,7 +105,8 @@ static int store(const config_opt *o, void *cfg, const char *text, int64_t scale
  * then aliases. Sets *alias when the value came from an alias. */
 static char *lookup_env(const config_opt *o, const char **source, int *alias)
 {
-	char *v = env_value(o->env, strlen(o->env));
+	int keep_empty = o->type == CFG_STR && (o->flags & CFG_EMPTY);
+	char *v = env_value(o->env, strlen(o->env), keep_empty);
 	*alias = 0;
 	*source = o->env;
 	if (v || !o->aliases)
@@ -112,7 +114,7 @@ static char *lookup_env(const config_opt *o, const char **source, int *alias)
 	for (const char *p = o->aliases; *p;) {
 		const char *comma = strchr(p, ',');
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		v = env_value(p, len);
+		v = env_value(p, len, keep_empty);
 		if (v) {
 			*alias = 1;
 			*source = p;

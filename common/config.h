@@ -18,7 +18,9 @@
 #include <stdio.h>
 
 enum { CFG_STR, CFG_INT, CFG_BOOL };
-enum { CFG_SECRET = 1 };
+/* CFG_EMPTY: a variable set to "" is the value "" (e.g. "off"), not unset:
+ * for string options whose default is not empty. */
+enum { CFG_SECRET = 1, CFG_EMPTY = 2 };
 
 typedef struct config_opt {
 	const char *name;    /* flag without dashes, e.g. "listen" */

@@ -20,7 +20,7 @@ const config_opt wsettings_table[] = {
     {"worker-id", "TIDINGS_WORKER_ID", "HOSTNAME", 0, CFG_STR, "", 0, 0, S(worker_id), 0,
      "this worker's consumer name (default: host name + pid)"},
     {"admin-listen", "TIDINGS_WORKER_ADMIN_LISTEN", NULL, 0, CFG_STR, "127.0.0.1:8092", 0, 0,
-     S(admin_listen), 0, "internal address: /healthz, /readyz, /metrics (empty: off)"},
+     S(admin_listen), CFG_EMPTY, "internal address: /healthz, /readyz, /metrics (empty: off)"},
     {"log-level", "TIDINGS_LOG_LEVEL", NULL, 0, CFG_STR, "info", 0, 0, S(log_level), 0,
      "debug, info, warn, error"},
     {"log-format", "TIDINGS_LOG_FORMAT", NULL, 0, CFG_STR, "json", 0, 0, S(log_format), 0,

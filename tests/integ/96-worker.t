@@ -43,6 +43,9 @@ INSERT INTO chat (id, user_id, title, chat, meta, created_at, updated_at) VALUES
 leases_of() { for i in $(seq 0 15); do rcli GET "$P:lease:$i"; done | grep -c "^$1\$"; }
 worker_start w1 TIDINGS_LEASE_MS=2000 TIDINGS_HEARTBEAT_COALESCE_MS=0 TIDINGS_READ_COALESCE_MS=0
 check "worker w1 takes all 16 shards" wait_until 10 bash -c "[ \$(for i in \$(seq 0 15); do timeout 5 redis-cli -p $REDIS_PORT GET $P:lease:\$i; done | grep -c '^w1\$') = 16 ]"
+# worker.sh sets TIDINGS_WORKER_ADMIN_LISTEN to "": the internal port is
+# off (it used to fall back to the default 127.0.0.1:8092).
+is "$(grep -c 'internal port\|cannot listen' "$TMP/w1.log")" 0 "an empty TIDINGS_WORKER_ADMIN_LISTEN turns the internal port off"
 
 U1=$(gw_url gw1)
 U2=$(gw_url gw2)
