@@ -13,7 +13,8 @@
 
 #define MAX_LIVE 1024
 
-/* Gateways seen alive recently (P:gateways scores within 15 s). */
+/* Gateways alive (P:gateways scores within 15 s) as of the latest publish
+ * that looked rooms up. */
 static char *live[MAX_LIVE];
 static int nlive;
 
@@ -25,7 +26,7 @@ static int is_live(const char *gw, size_t len)
 	return 0;
 }
 
-static void on_live(redis_conn *rc, const redisReply *r, void *arg)
+static void store_live(const redisReply *r)
 {
 	if (!r || r->type != REDIS_REPLY_ARRAY)
 		return;
@@ -37,14 +38,15 @@ static void on_live(redis_conn *rc, const redisReply *r, void *arg)
 			live[nlive++] = strndup(r->element[i]->str, r->element[i]->len);
 }
 
-void fanout_tick(void)
+/* The gateways that refreshed their liveness in the last 15 s. */
+static int send_live(redis_reply_fn *cb, void *arg)
 {
 	char key[300], min[32];
 	snprintf(key, sizeof(key), "%s:gateways", wk.cfg.redis_prefix);
 	snprintf(min, sizeof(min), "%llu", (unsigned long long)time(NULL) * 1000 - 15000);
 	const char *argv[] = {"ZRANGEBYSCORE", key, min, "+inf"};
 	size_t lens[] = {13, strlen(key), strlen(min), 4};
-	redis_cmd(wk.rc, on_live, NULL, 4, argv, lens);
+	return redis_cmd(wk.rc, cb, arg, 4, argv, lens);
 }
 
 void fanout_init(fanout_list *l)
@@ -358,6 +360,25 @@ static int needs_lookup(const fanout_op *o)
 	return o->type == FANOUT_ROOM || (o->type == FANOUT_SID && !o->gw);
 }
 
+/* The gateways the registry look-ups found that are not alive any more
+ * (a step's deliveries name theirs, and are kept). */
+static void drop_dead(fanout_list *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		fanout_op *o = &l->ops[i];
+		if (o->type != FANOUT_ROOM || o->same_as)
+			continue;
+		int kept = 0;
+		for (int k = 0; k < o->ngws; k++) {
+			if (is_live(o->gws[k], strlen(o->gws[k])))
+				o->gws[kept++] = o->gws[k];
+			else
+				free(o->gws[k]);
+		}
+		o->ngws = kept;
+	}
+}
+
 /* One answer (or the sending itself) is accounted for; after the last,
  * everything goes out, or the publish fails. The list may be freed by
  * the callback: nothing touches it afterwards. */
@@ -369,6 +390,7 @@ static void release(fanout_list *l)
 		l->cb(l->arg, 0);
 		return;
 	}
+	drop_dead(l);
 	send_ops(l);
 	l->cb(l->arg, 1);
 }
@@ -391,8 +413,8 @@ static void on_registry(redis_conn *rc, const redisReply *r, void *arg)
 			const redisReply *g = r->element[k], *cnt = r->element[k + 1];
 			if (g->type != REDIS_REPLY_STRING || cnt->type != REDIS_REPLY_STRING)
 				continue;
-			/* Gateways that stopped refreshing their liveness are skipped. */
-			if (atoll(cnt->str) > 0 && is_live(g->str, g->len))
+			/* Liveness is checked when the entries go out (send_ops). */
+			if (atoll(cnt->str) > 0)
 				o->gws[o->ngws++] = strndup(g->str, g->len);
 		}
 	}
@@ -437,6 +459,16 @@ int fanout_step_cmd(fanout_step *st, fanout_reply_fn *cb, void *arg, const redis
 		return -1;
 	}
 	return 0;
+}
+
+static void on_publish_live(redis_conn *rc, const redisReply *r, void *arg)
+{
+	fanout_list *l = arg;
+	if (!r || r->type != REDIS_REPLY_ARRAY)
+		l->failed = 1;
+	else
+		store_live(r);
+	release(l);
 }
 
 static int send_lookup(fanout_list *l, int i)
@@ -485,6 +517,7 @@ void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg)
 	 * own target strings. */
 	map rooms;
 	map_init(&rooms);
+	int rooms_looked_up = 0;
 	for (int i = 0; i < l->n && !l->failed; i++) {
 		fanout_op *o = &l->ops[i];
 		if (o->type == FANOUT_ROOM) {
@@ -496,6 +529,7 @@ void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg)
 			}
 			/* Out of memory only costs the sharing. */
 			(void)map_put(&rooms, k, o);
+			rooms_looked_up = 1;
 		}
 		if (o->type == FANOUT_STEP) {
 			o->step->l = l;
@@ -510,5 +544,18 @@ void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg)
 		}
 	}
 	map_dispose(&rooms);
+	/* Which of the registries' gateways are alive is read after them, in
+	 * the same pipeline: a gateway refreshes its liveness before it
+	 * registers a room, so every gateway the look-ups found live is in
+	 * this answer. A set cached by a timer missed gateways that had come
+	 * (or come back) since its last refresh, and their members' events
+	 * were dropped until the next one (seen after a Redis restart). */
+	if (rooms_looked_up && !l->failed) {
+		l->waiting++;
+		if (send_live(on_publish_live, l) < 0) {
+			l->waiting--;
+			l->failed = 1;
+		}
+	}
 	release(l);
 }

@@ -31,7 +31,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	if (now - last_lease >= (uint64_t)wk.cfg.lease_ms / 3) {
 		last_lease = now;
 		shards_tick();
-		fanout_tick();
 	}
 	shards_retry();
 	shards_pump();
@@ -48,7 +47,6 @@ static void redis_up(redis_conn *rc, void *arg)
 {
 	log_info("redis %s connection up", (const char *)arg);
 	shards_tick();
-	fanout_tick();
 	shards_pump();
 }
 
