@@ -121,5 +121,4 @@ void fanout_step_leave(fanout_step *st, const char *gw, const char *sid, const c
  * clients may see a delivery twice, never miss one). */
 void fanout_publish(fanout_list *l, void (*cb)(void *arg, int ok), void *arg);
 
-
 #endif
