@@ -139,7 +139,7 @@ static const char *check(const jspan *o, emit_view *e)
 	size_t it = 0;
 	jspan k, v;
 	while (jscan_member(o, &it, &k, &v))
-		for (int i = 0; i < 5; i++)
+		for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
 			if (slots[i]->t == JS_NONE && jscan_key_is(&k, names[i])) {
 				*slots[i] = v;
 				break;

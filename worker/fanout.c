@@ -26,18 +26,6 @@ static int is_live(const char *gw, size_t len)
 	return 0;
 }
 
-static void store_live(const redisReply *r)
-{
-	if (!r || r->type != REDIS_REPLY_ARRAY)
-		return;
-	for (int i = 0; i < nlive; i++)
-		free(live[i]);
-	nlive = 0;
-	for (size_t i = 0; i < r->elements && nlive < MAX_LIVE; i++)
-		if (r->element[i]->type == REDIS_REPLY_STRING)
-			live[nlive++] = strndup(r->element[i]->str, r->element[i]->len);
-}
-
 /* The gateways that refreshed their liveness in the last 15 s. */
 static int send_live(redis_reply_fn *cb, void *arg)
 {
@@ -413,7 +401,7 @@ static void on_registry(redis_conn *rc, const redisReply *r, void *arg)
 			const redisReply *g = r->element[k], *cnt = r->element[k + 1];
 			if (g->type != REDIS_REPLY_STRING || cnt->type != REDIS_REPLY_STRING)
 				continue;
-			/* Liveness is checked when the entries go out (send_ops). */
+			/* Liveness is checked once the live set is read (drop_dead). */
 			if (atoll(cnt->str) > 0)
 				o->gws[o->ngws++] = strndup(g->str, g->len);
 		}
@@ -464,10 +452,16 @@ int fanout_step_cmd(fanout_step *st, fanout_reply_fn *cb, void *arg, const redis
 static void on_publish_live(redis_conn *rc, const redisReply *r, void *arg)
 {
 	fanout_list *l = arg;
-	if (!r || r->type != REDIS_REPLY_ARRAY)
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
 		l->failed = 1;
-	else
-		store_live(r);
+	} else {
+		for (int i = 0; i < nlive; i++)
+			free(live[i]);
+		nlive = 0;
+		for (size_t i = 0; i < r->elements && nlive < MAX_LIVE; i++)
+			if (r->element[i]->type == REDIS_REPLY_STRING)
+				live[nlive++] = strndup(r->element[i]->str, r->element[i]->len);
+	}
 	release(l);
 }
 
