@@ -104,7 +104,8 @@ static const config_opt opt_table[] = {
     {"answer-len", E("ANSWER_LEN"), NULL, 0, CFG_INT, "100", 1, 1000000, O(answer_len), 0,
      "with --answers: updates per answer"},
     {"batch", E("BATCH"), NULL, 0, CFG_INT, "1", 1, 1000, O(batch), 0,
-     "most emits per request: above 1 the producer posts arrays of what is due"},
+     "most emits per request: above 1 the producer posts arrays of what is due, each "
+     "millisecond or as soon as a whole batch is"},
     {"payload-bytes", E("PAYLOAD_BYTES"), NULL, 0, CFG_INT, "64", 0, 16 << 20, O(payload_bytes), 0,
      "filler bytes in each emit"},
     {"pids", E("PIDS"), NULL, 0, CFG_STR, "", 0, 0, O(pids), 0,
