@@ -126,6 +126,11 @@ static const char *parse_part(slice part, const char *bad, int max_keys, cJSON *
  * names extensions the recipient must understand, and we understand none. */
 static const char *check_header(slice part)
 {
+	/* PyJWT's header, which every Open WebUI token carries, is known to
+	 * pass: decoding and parsing it again for each of a tab's two checks
+	 * was a third of the cost of reading a token. */
+	if (part.len == sizeof(header_b64) - 1 && memcmp(part.base, header_b64, part.len) == 0)
+		return NULL;
 	cJSON *h;
 	const char *why = parse_part(part, "bad header json", HEADER_MAX_KEYS, &h);
 	if (why)

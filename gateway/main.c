@@ -211,6 +211,23 @@ static void refuse(int fd, const char *why)
 	close(fd);
 }
 
+/* Linux gives an accepted socket the listener's TCP_NODELAY (set in
+ * listen_on), which saves a system call per connection. Whether it did is
+ * read once, on the first socket; a kernel that does not gets the option
+ * set on each. */
+static void set_nodelay(int fd)
+{
+	static int inherited = -1;
+	int one = 1;
+	if (inherited < 0) {
+		int v = 0;
+		socklen_t len = sizeof(v);
+		inherited = getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 && v;
+	}
+	if (!inherited)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
 	listener *l = arg;
@@ -234,8 +251,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 			refuse(cfd, "too many from one address");
 			continue;
 		}
-		int one = 1;
-		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		set_nodelay(cfd);
 		conn *c = conn_create(cfd, NULL, NULL);
 		if (!c) {
 			if (l == &pub)
@@ -273,6 +289,7 @@ static int listen_on(listener *l, const char *addr, httpd_route_fn *route, const
 	/* Several gateway processes share the public port; the kernel spreads
 	 * connections among them. */
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* see set_nodelay */
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0) {
 		log_error("%s: cannot listen on %s: %s", name, addr, strerror(errno));
 		close(fd);

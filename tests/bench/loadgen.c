@@ -797,6 +797,13 @@ static int write_json(uint64_t disconnects, uint64_t ready)
 	    &b,
 	    "\"seconds\":%.3f,\"per_s\":%.1f,\"server_cpu_s\":%.3f,\"server_us_per_conn\":%.1f,",
 	    secs, ratio((double)L.conn.ok, secs), scpu, ratio(scpu * 1e6, (double)L.conn.ok));
+	/* Each process apart: the figure per connection is the gateway's, not
+	 * the gateway's plus the workers' and Redis' (the total above). */
+	buf_appendf(&b, "\"server_cpu_by_pid\":{");
+	for (int i = 0; i < L.npids; i++)
+		buf_appendf(&b, "%s\"%d\":%.3f", i ? "," : "", L.pids[i],
+		            server_cpu(&L.before, &L.connected, i));
+	buf_appendf(&b, "},");
 	buf_appendf(&b, "\"rss_kb_delta\":%ld,\"loadgen_cpu_s\":%.3f},",
 	            rss_delta(&L.before, &L.connected), L.conn.cpu_s);
 	buf_appendf(&b,
