@@ -1,5 +1,7 @@
 #include "eio_sock.h"
 
+_Static_assert(sizeof(struct eio_sock) <= 152, "eio_sock: mind its malloc chunk (see eio_sock.h)");
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
