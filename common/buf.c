@@ -64,15 +64,22 @@ int buf_append_byte(buf *b, char c)
 	return buf_append(b, &c, 1);
 }
 
-int buf_append_u64(buf *b, uint64_t v)
+size_t buf_u64_digits(char *dst, uint64_t v)
 {
-	char tmp[20];
+	char tmp[BUF_U64_DIGITS];
 	size_t i = sizeof(tmp);
 	do {
 		tmp[--i] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	return buf_append(b, tmp + i, sizeof(tmp) - i);
+	memcpy(dst, tmp + i, sizeof(tmp) - i);
+	return sizeof(tmp) - i;
+}
+
+int buf_append_u64(buf *b, uint64_t v)
+{
+	char tmp[BUF_U64_DIGITS];
+	return buf_append(b, tmp, buf_u64_digits(tmp, v));
 }
 
 int buf_appendf(buf *b, const char *fmt, ...)

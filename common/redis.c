@@ -250,19 +250,35 @@ static const char *format_cmd(int argc, const char **argv, const size_t *lens, s
 	if (out.cap > 65536)
 		buf_dispose(&out); /* a large command's block is not kept for ever */
 	buf_reset(&out);
-	int rc = buf_append_byte(&out, '*');
-	rc |= buf_append_u64(&out, (uint64_t)argc);
-	rc |= buf_append(&out, "\r\n", 2);
+	/* The exact size first, then one reservation and plain stores: an
+	 * append per piece was five calls per argument, 12 % of the gateway's
+	 * instructions on the connect path (callgrind). */
+	size_t need = 1 + BUF_U64_DIGITS + 2;
 	for (int i = 0; i < argc; i++) {
 		size_t n = lens ? lens[i] : strlen(argv[i]); /* as hiredis: no lengths, C strings */
-		rc |= buf_append_byte(&out, '$');
-		rc |= buf_append_u64(&out, n);
-		rc |= buf_append(&out, "\r\n", 2);
-		rc |= buf_append(&out, argv[i], n);
-		rc |= buf_append(&out, "\r\n", 2);
+		if (n > SIZE_MAX / 2 - need)
+			return NULL;
+		need += 1 + BUF_U64_DIGITS + 2 + n + 2;
 	}
-	if (rc)
+	if (buf_reserve(&out, need) < 0)
 		return NULL;
+	char *p = out.data;
+	*p++ = '*';
+	p += buf_u64_digits(p, (uint64_t)argc);
+	*p++ = '\r';
+	*p++ = '\n';
+	for (int i = 0; i < argc; i++) {
+		size_t n = lens ? lens[i] : strlen(argv[i]);
+		*p++ = '$';
+		p += buf_u64_digits(p, n);
+		*p++ = '\r';
+		*p++ = '\n';
+		memcpy(p, argv[i], n);
+		p += n;
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	out.len = (size_t)(p - out.data);
 	*len = out.len;
 	return out.data;
 }
@@ -845,15 +861,20 @@ void redis_arg_u64(redis_argv *a, uint64_t v)
 {
 	char *p = num_slot(a);
 	if (p)
-		redis_arg(a, p,
-		          (size_t)snprintf(p, sizeof(a->num[0]), "%llu", (unsigned long long)v));
+		redis_arg(a, p, buf_u64_digits(p, v));
 }
 
 void redis_arg_i64(redis_argv *a, int64_t v)
 {
 	char *p = num_slot(a);
-	if (p)
-		redis_arg(a, p, (size_t)snprintf(p, sizeof(a->num[0]), "%lld", (long long)v));
+	if (!p)
+		return;
+	size_t n = 0;
+	if (v < 0)
+		p[n++] = '-';
+	/* The magnitude of INT64_MIN does not fit an int64_t, but does a uint64_t. */
+	n += buf_u64_digits(p + n, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+	redis_arg(a, p, n);
 }
 
 slice redis_field(const redisReply *kv, const char *name)

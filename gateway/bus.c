@@ -360,19 +360,32 @@ uint32_t bus_shard(slice k)
 
 static int ingress_key(rkey *k, slice shard_key)
 {
-	char shard[16];
-	snprintf(shard, sizeof(shard), "%u", bus_shard(shard_key));
-	return key(k, "ingress:", slice_cstr(shard), "");
+	char shard[BUF_U64_DIGITS];
+	return key(k, "ingress:", slice_make(shard, buf_u64_digits(shard, bus_shard(shard_key))),
+	           "");
 }
 
 /* Ids grow with time within a gateway, so a worker recording them in
  * tidings_event adds to the right edge of its primary key: random ids
  * landed all over the index and cost 2.5 times as much per row (psql,
  * 10 000-row inserts into 200 000 rows: 58-89 ms against 21-24 ms). */
+static char id_base[160]; /* "{gateway}-{boot ms}-", made at bus_init */
+static size_t id_base_len;
+
 void bus_event_id(char *out, size_t n, const char *prefix)
 {
-	snprintf(out, n, "%s%s-%llu-%llu", prefix, gw.cfg.gateway_id, (unsigned long long)boot_ms,
-	         (unsigned long long)++seq);
+	/* Two connect-path ids a tab: snprintf of the whole was 2 % of the
+	 * gateway's instructions there, most of it re-formatting the part
+	 * that never changes. */
+	size_t plen = strlen(prefix);
+	if (plen + id_base_len + BUF_U64_DIGITS + 1 > n) {
+		snprintf(out, n, "%s%s%llu", prefix, id_base, (unsigned long long)++seq);
+		return;
+	}
+	memcpy(out, prefix, plen);
+	memcpy(out + plen, id_base, id_base_len);
+	size_t d = buf_u64_digits(out + plen + id_base_len, ++seq);
+	out[plen + id_base_len + d] = '\0';
 }
 
 int bus_ingress(const sio_sock *s, const char *kind, slice event, slice data, int64_t ack,
@@ -960,6 +973,9 @@ int bus_init(void)
 		return -1;
 	}
 	boot_ms = clock_wall_ms();
+	int bl = snprintf(id_base, sizeof(id_base), "%s-%llu-", gw.cfg.gateway_id,
+	                  (unsigned long long)boot_ms);
+	id_base_len = bl < 0 ? 0 : (size_t)bl < sizeof(id_base) ? (size_t)bl : sizeof(id_base) - 1;
 	redis_conn_opts co = {.url = gw.cfg.redis_url,
 	                      .name = "command",
 	                      .timeout_ms = CMD_TIMEOUT_MS,

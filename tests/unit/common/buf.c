@@ -2,6 +2,8 @@
 #include "common/buf.h"
 #include "tap.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 int main(void)
@@ -36,5 +38,22 @@ int main(void)
 	is_int((int)big.len, (int)sizeof(line) + 1, "is not truncated");
 	buf_dispose(&big);
 	ok(b.data == NULL && b.len == 0, "dispose frees");
+
+	/* Every length from 1 to 20 digits, against snprintf. */
+	char want[32], got[BUF_U64_DIGITS + 1];
+	uint64_t v = 0;
+	int same = 1;
+	for (int d = 0; d <= 20; d++) {
+		uint64_t cases[] = {v, v ? v - 1 : 0, v + 1};
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			size_t n = buf_u64_digits(got, cases[i]);
+			int wn = snprintf(want, sizeof(want), "%llu", (unsigned long long)cases[i]);
+			same &= n == (size_t)wn && memcmp(got, want, n) == 0;
+		}
+		v = d == 0 ? 1 : v * 10;
+	}
+	ok(same, "buf_u64_digits agrees with snprintf around every power of ten");
+	is_int((int)buf_u64_digits(got, UINT64_MAX), 20, "UINT64_MAX takes 20 digits");
+	is_mem(got, 20, "18446744073709551615", 20, "UINT64_MAX in decimal");
 	return tap_done();
 }
