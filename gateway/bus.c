@@ -66,7 +66,7 @@ static struct event *tick_ev;
 static int dlv_step;
 static int hello_due; /* the delivery connection came up and has not said hello yet */
 static int stopping;
-static uint64_t last_alive_ms, boot_ms, seq;
+static uint64_t last_alive_ms, seq;
 static uint64_t pending_bytes;
 static uint64_t write_errors, writes_lost;
 static char last_error[160];
@@ -972,9 +972,8 @@ int bus_init(void)
 		          gw.cfg.redis_prefix, gw.cfg.gateway_id, KEY_MAX - 1);
 		return -1;
 	}
-	boot_ms = clock_wall_ms();
 	int bl = snprintf(id_base, sizeof(id_base), "%s-%llu-", gw.cfg.gateway_id,
-	                  (unsigned long long)boot_ms);
+	                  (unsigned long long)clock_wall_ms()); /* the boot time */
 	id_base_len = bl < 0 ? 0 : (size_t)bl < sizeof(id_base) ? (size_t)bl : sizeof(id_base) - 1;
 	redis_conn_opts co = {.url = gw.cfg.redis_url,
 	                      .name = "command",
