@@ -18,6 +18,7 @@
 #include "wheel.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* How many slots wheel_next_ms() looks ahead for an armed one. It bounds the
@@ -90,20 +91,34 @@ void wheel_dispose(wheel *w)
 	w->armed = 0;
 }
 
-void wheel_timer_init(wheel_timer *t, wheel_cb *cb, void *data)
+/* Index 0 means "no callback", so a zeroed timer holds none. */
+static wheel_cb *cbs[WHEEL_MAX_CBS + 1];
+static unsigned ncbs;
+
+void wheel_timer_init(wheel_timer *t, wheel_cb *cb)
 {
+	unsigned i = 1;
+	while (i <= ncbs && cbs[i] != cb)
+		i++;
+	if (i > ncbs) {
+		if (ncbs == WHEEL_MAX_CBS) {
+			fprintf(stderr, "wheel: more than %d timer callbacks\n", WHEEL_MAX_CBS);
+			abort();
+		}
+		cbs[++ncbs] = cb;
+	}
 	t->next = NULL;
 	t->prev = NULL;
 	t->expires_tick = 0;
-	t->cb = cb;
-	t->data = data;
+	t->cb = i;
 }
 
 /*
  * The expiry is rounded up to a tick so a timer never fires early. It is
  * also pushed past the last processed tick: that tick's slot has already
  * been swept, so a timer due "now" fires at the next tick boundary, which
- * is what wheel_next_ms() reports. A delay that would overflow saturates.
+ * is what wheel_next_ms() reports. A delay past the last tick a timer can
+ * hold saturates there.
  */
 void wheel_timer_set(wheel *w, wheel_timer *t, uint64_t now_ms, uint64_t delay_ms)
 {
@@ -115,6 +130,8 @@ void wheel_timer_set(wheel *w, wheel_timer *t, uint64_t now_ms, uint64_t delay_m
 	uint64_t tick = at / w->tick_ms + (at % w->tick_ms != 0);
 	if (tick <= w->now_tick)
 		tick = w->now_tick + 1;
+	if (tick > WHEEL_MAX_TICK)
+		tick = WHEEL_MAX_TICK;
 	t->expires_tick = tick;
 	list_append(&w->slots[tick & (w->nslots - 1)], t);
 	w->armed++;
@@ -154,7 +171,7 @@ static uint32_t fire_slot(wheel *w, wheel_timer *head, uint64_t cur)
 		list_unlink(t);
 		w->armed--;
 		fired++;
-		t->cb(t);
+		cbs[t->cb](t);
 	}
 	return fired;
 }

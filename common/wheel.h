@@ -16,20 +16,30 @@
 #ifndef TIDINGS_WHEEL_H
 #define TIDINGS_WHEEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct wheel_timer wheel_timer;
 typedef void wheel_cb(wheel_timer *t);
 
-/* Embedded in its owner; the owner recovers itself with container_of-style
- * pointer arithmetic or keeps `t->data`. Zero-initialise or wheel_timer_init
- * before first use. */
+/*
+ * Embedded in its owner, which a callback recovers with wheel_owner(). A
+ * connection embeds up to four, so a timer is three words, not five: it
+ * keeps no pointer to its owner, and its callback is kept as an index into
+ * the process's table of timer callbacks (a program has a handful of them)
+ * in the bits the due tick leaves free (2^48 ticks of 1 ms are 8 900
+ * years). Zero-initialise or wheel_timer_init before first use.
+ */
 struct wheel_timer {
 	wheel_timer *next, *prev; /* NULL when not armed */
-	uint64_t expires_tick;
-	wheel_cb *cb;
-	void *data;
+	uint64_t expires_tick : 48;
+	uint64_t cb : 16; /* index into the callback table; 0: none */
 };
+
+#define WHEEL_MAX_TICK ((UINT64_C(1) << 48) - 1)
+
+/* The object of type `type` whose member `member` is the timer t. */
+#define wheel_owner(t, type, member) ((type *)(void *)((char *)(t)-offsetof(type, member)))
 
 typedef struct wheel {
 	wheel_timer *slots; /* nslots list heads (sentinels) */
@@ -46,7 +56,12 @@ int wheel_init(wheel *w, uint32_t nslots, uint32_t tick_ms, uint64_t now_ms);
 /* Frees the slots. Armed timers are forgotten, not fired. */
 void wheel_dispose(wheel *w);
 
-void wheel_timer_init(wheel_timer *t, wheel_cb *cb, void *data);
+/* Sets t's callback (t must not be armed). The first use of a callback
+ * enters it in the process's table; more than WHEEL_MAX_CBS distinct ones
+ * is a programming error and aborts. Not thread-safe, like the wheel. */
+void wheel_timer_init(wheel_timer *t, wheel_cb *cb);
+
+#define WHEEL_MAX_CBS 64
 
 /* (Re)arms t to fire `delay_ms` after `now_ms`; an armed timer is moved. */
 void wheel_timer_set(wheel *w, wheel_timer *t, uint64_t now_ms, uint64_t delay_ms);

@@ -50,7 +50,7 @@ static void answer_error(pending_call *p, const char *why)
 
 static void on_timeout(wheel_timer *t)
 {
-	pending_call *p = t->data;
+	pending_call *p = wheel_owner(t, pending_call, timer);
 	log_info("call %s to sid=%s timed out", p->id, p->sid);
 	answer_error(p, TIMED_OUT);
 }
@@ -150,7 +150,7 @@ void call_route(conn *c, const http_request *req, slice body)
 	uint64_t ms = timeout ? (uint64_t)timeout->valuedouble : (uint64_t)gw.cfg.call_timeout_ms;
 	cJSON_Delete(doc);
 	map_put(&calls, slice_make(p->id, strlen(p->id)), p);
-	gw_timer_start(&p->timer, on_timeout, p, ms);
+	gw_timer_start(&p->timer, on_timeout, ms);
 	httpd_hold(c, on_abort, p);
 	if (bus_session_get(slice_cstr(p->sid), on_session, strdup(p->id)) < 0)
 		answer_error(p, "not delivered: Redis unavailable");

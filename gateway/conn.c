@@ -12,6 +12,9 @@
 #include "common/log.h"
 #include "gw.h"
 
+/* A connection's malloc chunk: 280 bytes are a 288-byte one (see eio_sock.h). */
+_Static_assert(sizeof(conn) <= 280, "conn: mind its malloc chunk");
+
 #define SCRATCH_SIZE ((size_t)64 * 1024)
 #define IOV_BATCH    64
 #define LINGER_MS    2000
@@ -204,7 +207,7 @@ static void destroy_later(conn *c)
 
 static void linger_done(wheel_timer *t)
 {
-	destroy_later(t->data);
+	destroy_later(wheel_owner(t, conn, timer));
 }
 
 /* After the last byte is written: half-close and read until the peer's EOF
@@ -214,7 +217,7 @@ static void start_linger(conn *c)
 {
 	c->flags |= CONN_LINGER;
 	shutdown(c->fd, SHUT_WR);
-	gw_timer_start(&c->timer, linger_done, c, LINGER_MS);
+	gw_timer_start(&c->timer, linger_done, LINGER_MS);
 }
 
 /* Writes as much of the queue as the kernel takes. Returns 0 when the

@@ -1,6 +1,6 @@
 #include "eio_sock.h"
 
-_Static_assert(sizeof(struct eio_sock) <= 152, "eio_sock: mind its malloc chunk (see eio_sock.h)");
+_Static_assert(sizeof(struct eio_sock) <= 136, "eio_sock: mind its malloc chunk (see eio_sock.h)");
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +61,7 @@ static void eio_error(conn *c, const http_request *req, int status, int code)
 static void arm_ping(eio_sock *e)
 {
 	e->flags &= ~EIO_F_PING_SENT;
-	gw_timer_start(&e->hb, hb_fire, e, (uint64_t)gw.cfg.ping_interval_ms);
+	gw_timer_start(&e->hb, hb_fire, (uint64_t)gw.cfg.ping_interval_ms);
 }
 
 static eio_sock *session_create(const eio_handler *h, int transport, uint32_t ip)
@@ -152,7 +152,7 @@ int eio_send_shared(eio_sock *e, rbuf *ws_frame, slice data, int binary)
 
 static void free_later(wheel_timer *t)
 {
-	free(t->data);
+	free(wheel_owner(t, eio_sock, hb));
 }
 
 static void session_free(eio_sock *e, const char *reason)
@@ -192,7 +192,7 @@ static void session_free(eio_sock *e, const char *reason)
 	buf_dispose(&e->pq);
 	/* Freed from the wheel, after every callback on the stack unwinds:
 	 * callers may still test e->flags for EIO_F_CLOSED. */
-	gw_timer_start(&e->hb, free_later, e, 0);
+	gw_timer_start(&e->hb, free_later, 0);
 }
 
 void eio_close(eio_sock *e, const char *reason)
@@ -202,7 +202,7 @@ void eio_close(eio_sock *e, const char *reason)
 
 static void hb_fire(wheel_timer *t)
 {
-	eio_sock *e = t->data;
+	eio_sock *e = wheel_owner(t, eio_sock, hb);
 	if (e->flags & EIO_F_OVERFLOW) {
 		session_free(e, "slow consumer");
 		return;

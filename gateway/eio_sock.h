@@ -40,9 +40,10 @@ enum {
 	EIO_F_OVERFLOW = 1 << 3, /* polling queue over the limit: closing */
 };
 
-/* Kept at 152 bytes, a 160-byte malloc chunk: peer_ip sits in the padding
- * after flags (at the end it made the struct 160 bytes, a 176-byte chunk,
- * on every connection). */
+/* One per connection, so its malloc chunk counts: glibc serves n bytes
+ * from a chunk of n + 8 rounded up to 16, and 136 bytes is a 144-byte
+ * chunk. peer_ip sits in the padding after flags (at the end it would cost
+ * a chunk size). */
 struct eio_sock {
 	char sid[24];
 	uint8_t transport;

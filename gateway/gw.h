@@ -71,11 +71,10 @@ static inline void gw_timer_cancel(wheel_timer *t)
 
 /* (Re)arms t with a new callback: an armed timer is first taken off the
  * wheel, never re-initialised in place (which would corrupt its slot). */
-static inline void gw_timer_start(wheel_timer *t, wheel_cb *cb, void *data, uint64_t delay_ms)
+static inline void gw_timer_start(wheel_timer *t, wheel_cb *cb, uint64_t delay_ms)
 {
 	wheel_timer_cancel(&gw.wheel, t);
-	t->cb = cb;
-	t->data = data;
+	wheel_timer_init(t, cb);
 	gw_timer_set(t, delay_ms);
 }
 

@@ -23,7 +23,7 @@ static const conn_handler httpd_handler = {on_read, on_close};
 
 static void header_deadline(wheel_timer *t)
 {
-	conn *c = t->data;
+	conn *c = wheel_owner(t, conn, timer);
 	gw.m.handshake_fail[HS_FAIL_HEADER_TIMEOUT]++;
 	log_debug("conn=%llu HTTP request not complete within %lld ms", (unsigned long long)c->id,
 	          (long long)gw.cfg.header_timeout_ms);
@@ -32,7 +32,7 @@ static void header_deadline(wheel_timer *t)
 
 static void arm_deadline(conn *c)
 {
-	gw_timer_start(&c->timer, header_deadline, c, (uint64_t)gw.cfg.header_timeout_ms);
+	gw_timer_start(&c->timer, header_deadline, (uint64_t)gw.cfg.header_timeout_ms);
 }
 
 void httpd_start(conn *c, httpd_route_fn *route)

@@ -31,9 +31,15 @@ struct sio_client {
 	sio_bin *bin;         /* a binary packet being received; NULL mostly */
 };
 
+/* Both are per connection: 56 and 120 bytes are chunks of 64 and 128 (see
+ * eio_sock.h). */
+_Static_assert(sizeof(sio_client) <= 56, "sio_client: mind its malloc chunk");
+_Static_assert(sizeof(sio_sock) <= 120, "sio_sock: mind its malloc chunk");
+
 /* A BINARY_EVENT/BINARY_ACK waiting for its attachments: allocated only
  * while one is in flight, so that the other sockets do not carry it. */
 struct sio_bin {
+	sio_client *cl;
 	wheel_timer at; /* the attachments must arrive in time */
 	buf packet;
 	buf *att;
@@ -214,7 +220,14 @@ void sio_call(slice sid, slice event, slice data, slice reply_gw, slice call_id)
 
 static void exp_fire(wheel_timer *t)
 {
-	sio_sock *s = t->data;
+	sio_sock *s = wheel_owner(t, sio_sock, exp_timer);
+	/* Checked again: the wall clock may have been set back since the
+	 * timer was armed, and the wheel's horizon is thousands of years. */
+	int64_t left = s->exp - clock_wall_s();
+	if (left > 0) {
+		gw_timer_start(&s->exp_timer, exp_fire, (uint64_t)left * 1000);
+		return;
+	}
 	log_info("sid=%s user=%s token expired: disconnecting", s->sid, s->user);
 	client_close_sock(s, 1, "token expired");
 }
@@ -226,7 +239,7 @@ static void set_expiry(sio_sock *s, const jwt_claims *c)
 	if (c->flags & JWT_HAS_EXP) {
 		int64_t left = c->exp - clock_wall_s();
 		s->exp = c->exp;
-		gw_timer_start(&s->exp_timer, exp_fire, s, left > 0 ? (uint64_t)left * 1000 : 0);
+		gw_timer_start(&s->exp_timer, exp_fire, left > 0 ? (uint64_t)left * 1000 : 0);
 	}
 }
 
@@ -633,14 +646,14 @@ static void drop_attachments(sio_client *cl)
 
 static void connect_timeout(wheel_timer *t)
 {
-	sio_client *cl = t->data;
+	sio_client *cl = wheel_owner(t, sio_client, ct);
 	log_debug("eio=%s no Socket.IO CONNECT in time", cl->e->sid);
 	eio_close(cl->e, "connect timeout");
 }
 
 static void attachments_timeout(wheel_timer *t)
 {
-	sio_client *cl = t->data;
+	sio_client *cl = wheel_owner(t, sio_bin, at)->cl;
 	gw.m.closed_bad_input++;
 	log_info("eio=%s binary attachments did not arrive in time: closing", cl->e->sid);
 	eio_close(cl->e, "attachments timeout");
@@ -655,7 +668,7 @@ static void on_open(eio_sock *e)
 	}
 	cl->e = e;
 	e->ud = cl;
-	gw_timer_start(&cl->ct, connect_timeout, cl, (uint64_t)gw.cfg.connect_timeout_ms);
+	gw_timer_start(&cl->ct, connect_timeout, (uint64_t)gw.cfg.connect_timeout_ms);
 }
 
 static sio_limits lims(void)
@@ -762,11 +775,11 @@ static void on_message(eio_sock *e, slice data, int binary)
 			return;
 		}
 		b->want_att = pk.attachments;
+		b->cl = cl;
 		cl->bin = b;
 		/* A client that announces attachments and never sends them would
 		 * pin this packet: it gets as long as a connect does. */
-		gw_timer_start(&b->at, attachments_timeout, cl,
-		               (uint64_t)gw.cfg.connect_timeout_ms);
+		gw_timer_start(&b->at, attachments_timeout, (uint64_t)gw.cfg.connect_timeout_ms);
 		return;
 	}
 	handle_packet(cl, &pk, NULL, 0);

@@ -9,6 +9,10 @@
 #include "gw.h"
 #include "httpd.h"
 
+/* One per WebSocket connection: 104 bytes are a 112-byte malloc chunk (see
+ * eio_sock.h). */
+_Static_assert(sizeof(ws) <= 104, "ws: mind its malloc chunk");
+
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 static size_t on_read(conn *c, char *data, size_t len);

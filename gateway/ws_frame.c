@@ -173,11 +173,13 @@ static utf8_state prescan(ws_reader *r, const ws_header *h, const uint8_t *p, si
 	uint8_t tmp[512];
 	uint32_t key;
 
+	if (h->len > UINT32_MAX)
+		return UTF8_ACCEPT; /* no early verdict: it is validated once complete */
 	memcpy(&key, h->mask, 4);
 	if (!(r->flags & WS_RD_F_SCAN) || r->scan_len != h->len || r->scan_mask != key ||
 	    r->scan_done > avail) {
 		r->flags |= WS_RD_F_SCAN;
-		r->scan_len = h->len;
+		r->scan_len = (uint32_t)h->len;
 		r->scan_mask = key;
 		r->scan_done = 0;
 		r->scan_utf8 = h->opcode == WS_OP_TEXT ? UTF8_ACCEPT : r->utf8;
@@ -188,7 +190,7 @@ static utf8_state prescan(ws_reader *r, const ws_header *h, const uint8_t *p, si
 			n = sizeof(tmp);
 		unmask(tmp, p + r->scan_done, n, h->mask, r->scan_done);
 		r->scan_utf8 = utf8_validate(r->scan_utf8, tmp, n);
-		r->scan_done += n;
+		r->scan_done += (uint32_t)n;
 	}
 	return r->scan_utf8;
 }

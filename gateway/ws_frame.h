@@ -101,9 +101,10 @@ typedef struct ws_reader {
 	/* Fail-fast validation of a text frame whose payload is still arriving:
 	 * how far it got, and which frame it was (length and mask key). Only an
 	 * early error depends on this; complete frames are always validated in
-	 * full. */
-	uint64_t scan_len;
-	uint64_t scan_done;
+	 * full. 32 bits, which frames over 4 GiB go without, keep a WebSocket
+	 * (ws.h) in a 112-byte malloc chunk. */
+	uint32_t scan_len;
+	uint32_t scan_done;
 	uint32_t scan_mask;
 	utf8_state scan_utf8;
 } ws_reader;

@@ -22,7 +22,7 @@ static int order[MAX_RECS], norder;
 
 static void on_fire(wheel_timer *t)
 {
-	rec *r = t->data;
+	rec *r = wheel_owner(t, rec, t);
 	r->nfired++;
 	r->fired_at = now;
 	if (norder < MAX_RECS)
@@ -35,7 +35,7 @@ static void rec_init(rec *r, int id)
 {
 	memset(r, 0, sizeof(*r));
 	r->id = id;
-	wheel_timer_init(&r->t, on_fire, r);
+	wheel_timer_init(&r->t, on_fire);
 }
 
 /* The first time at or after `ms` that lies on a tick boundary. */
@@ -265,7 +265,7 @@ static int freed_fired;
 
 static void on_fire_free(wheel_timer *t)
 {
-	rec *r = t->data;
+	rec *r = wheel_owner(t, rec, t);
 	freed_fired++;
 	if (r->other) {
 		wheel_timer_cancel(&w, &r->other->t);
@@ -281,7 +281,7 @@ static void test_free_in_cb(void)
 	wheel_init(&w, 8, TICK, now);
 	for (int i = 0; i < 4; i++) {
 		r[i] = calloc(1, sizeof(*r[i]));
-		wheel_timer_init(&r[i]->t, on_fire_free, r[i]);
+		wheel_timer_init(&r[i]->t, on_fire_free);
 	}
 	r[0]->other = r[1]; /* frees a due timer of the same slot */
 	r[2]->other = r[3]; /* frees one of a later slot */
@@ -330,6 +330,56 @@ static void test_long(void)
 		}
 	}
 	ok(!bad, "timers of 1 to 118000 rotations fire once, at their tick");
+	wheel_dispose(&w);
+}
+
+static int other_fired;
+
+static void on_other(wheel_timer *t)
+{
+	other_fired++;
+	on_fire(t);
+}
+
+/* Callbacks are kept as indexes: each timer must still run its own, and a
+ * timer re-initialised with another callback must run the new one. */
+static void test_callbacks(void)
+{
+	rec a, b;
+	now = 1000;
+	wheel_init(&w, 64, TICK, now);
+	rec_init(&a, 1);
+	rec_init(&b, 2);
+	wheel_timer_init(&b.t, on_other);
+	wheel_timer_set(&w, &a.t, now, 10);
+	wheel_timer_set(&w, &b.t, now, 10);
+	other_fired = 0;
+	advance_to(now + 10, 1);
+	ok(a.nfired == 1 && b.nfired == 1 && other_fired == 1, "each timer runs its own callback");
+	wheel_timer_init(&a.t, on_other);
+	wheel_timer_init(&b.t, on_fire);
+	wheel_timer_set(&w, &a.t, now, 10);
+	wheel_timer_set(&w, &b.t, now, 10);
+	advance_to(now + 10, 1);
+	ok(a.nfired == 2 && b.nfired == 2 && other_fired == 2, "and the new one after re-init");
+	is_int(sizeof(wheel_timer), 3 * sizeof(void *), "a timer is three words");
+	wheel_dispose(&w);
+}
+
+/* A delay beyond the 48-bit tick saturates there rather than wrapping to
+ * a near tick. */
+static void test_horizon(void)
+{
+	rec a;
+	now = 5000;
+	wheel_init(&w, 64, TICK, now);
+	rec_init(&a, 1);
+	wheel_timer_set(&w, &a.t, now, UINT64_MAX - 1);
+	ok(a.t.expires_tick == WHEEL_MAX_TICK, "an overlong delay is held at the last tick");
+	advance_to(now + WEEK_MS, 3600 * 1000);
+	ok(a.nfired == 0 && wheel_timer_armed(&a.t), "and does not fire within a week");
+	wheel_timer_set(&w, &a.t, now, WHEEL_MAX_TICK * TICK);
+	ok(a.t.expires_tick == WHEEL_MAX_TICK, "nor does one just past the horizon wrap");
 	wheel_dispose(&w);
 }
 
@@ -557,7 +607,7 @@ static void test_model(uint32_t nslots, uint32_t tick_ms, int ops)
 	m.now_tick = now / tick_ms;
 	wheel_init(&w, nslots, tick_ms, now);
 	for (uint32_t i = 0; i < MN; i++)
-		wheel_timer_init(&m.t[i], model_fire, NULL);
+		wheel_timer_init(&m.t[i], model_fire);
 	for (int i = 0; i < ops && !m.bad; i++) {
 		uint64_t p = rnd(100);
 		if (p < 55)
@@ -590,6 +640,8 @@ int main(void)
 	test_free_in_cb();
 	test_long();
 	test_jump();
+	test_callbacks();
+	test_horizon();
 	test_dispose();
 	test_model(256, 5, 400000);
 	test_model(4096, 1, 400000);
