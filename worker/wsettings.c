@@ -45,6 +45,10 @@ const config_opt wsettings_table[] = {
     {"ydoc-compact-at", "TIDINGS_YDOC_COMPACT_AT", NULL, 0, CFG_INT, "200", 2, 1000000,
      S(ydoc_compact_at), 0,
      "a collaborative document's update log is merged into one update past this many entries"},
+    {"toast-compression", "TIDINGS_TOAST_COMPRESSION", NULL, 0, CFG_STR, "lz4", 0, 0,
+     S(toast_compression), CFG_EMPTY,
+     "compression of the chats the worker rewrites (lz4 or pglz; empty: the server's "
+     "default_toast_compression)"},
     {"channels-default", "TIDINGS_FEATURES_CHANNELS", "USER_PERMISSIONS_FEATURES_CHANNELS", 0,
      CFG_BOOL, "1", 0, 1, S(channels_default), 0,
      "users without a group permission may use channels (Open WebUI's env default)"},
@@ -64,6 +68,12 @@ int wsettings_load(wsettings *s, int argc, char **argv, char *err, size_t errlen
 		return rc;
 	if (log_settings_check(s->log_level, s->log_format, err, errlen) < 0)
 		return -1;
+	if (*s->toast_compression && strcmp(s->toast_compression, "lz4") != 0 &&
+	    strcmp(s->toast_compression, "pglz") != 0) {
+		snprintf(err, errlen, "toast-compression: '%s' is not lz4, pglz or empty",
+		         s->toast_compression);
+		return -1;
+	}
 	if (!*s->worker_id) {
 		char host[64] = "worker";
 		gethostname(host, sizeof(host) - 1);

@@ -24,6 +24,7 @@ typedef struct wsettings {
 	int64_t authz_ttl_ms;
 	int64_t ydoc_compact_at; /* a document's update log is merged past this many entries */
 	int channels_default;    /* USER_PERMISSIONS_FEATURES_CHANNELS */
+	char *toast_compression; /* the session's default_toast_compression; "": the server's */
 } wsettings;
 
 extern const config_opt wsettings_table[];

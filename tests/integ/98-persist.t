@@ -106,6 +106,11 @@ is "$(sql "SELECT concat_ws('|', jsonb_array_length(m -> 'sources'), m -> 'sourc
 	"the first source created mb; the status before it found no message"
 is "$(sql "SELECT bool_and(cm.content::jsonb = j -> 'content' AND cm.status_history::jsonb IS NOT DISTINCT FROM j -> 'statusHistory' AND cm.sources::jsonb IS NOT DISTINCT FROM j -> 'sources') FROM chat_message cm JOIN LATERAL (SELECT chat::jsonb #> ARRAY['history','messages',substr(cm.id, 7)] AS j FROM chat WHERE id='chat1') x ON true WHERE cm.id IN ('chat1-m1','chat1-mb')")" t "the mirror rows equal the chat's messages"
 is "$(grep -c 'applying one by one' "$TMP/w1.log")" 0 "no batch had to be applied one by one"
+# The worker's session stores what it rewrites with lz4 (its default
+# TIDINGS_TOAST_COMPRESSION); the chat, kilobytes now, is compressed.
+like "$(sql "SELECT octet_length(chat::text) FROM chat WHERE id='chat1'")" '^[0-9]{4,}$' "the chat is kilobytes"
+is "$(sql "SELECT pg_column_compression(chat) FROM chat WHERE id='chat1'")" lz4 "the worker's rewrite of it is lz4-compressed"
+is "$(grep -c 'default_toast_compression' "$TMP/w1.log")" 0 "the server took the setting"
 
 # A backlog holding an event applied before (the id idem-1): its batch
 # fails as a whole and is applied one entry at a time; everything lands
@@ -126,6 +131,11 @@ sql "INSERT INTO note (id, user_id, title, data, meta, created_at, updated_at) V
 is "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $KEY" --data '{"event":"events:note","to":{"room":"note:n1"},"update_db":true,"data":{"id":"n1","user_id":"u1","title":"new","data":{"content":{"md":"b"}},"updated_at":1700000000000000000}}' "$(admin_url gw1)/api/v1/emit")" 202 "events:note emitted with update_db"
 check "the note's title is replaced and data merged shallowly" wait_until 10 bash -c \
 	"[ \"\$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -At -d owui -c \"SELECT title || '|' || (data::jsonb #>> '{content,md}') || '|' || (data::jsonb ? 'files')::text || '|' || updated_at FROM note WHERE id='n1'\")\" = 'new|b|true|1700000000000000000' ]"
+
+# A compression the server has no name for is refused before starting.
+out=$(env -i PATH="$PATH" ASAN_OPTIONS=detect_leaks=0 DATABASE_URL="$DB" TIDINGS_TOAST_COMPRESSION=zstd "$WORKER" 2>&1)
+is "$?" 2 "TIDINGS_TOAST_COMPRESSION=zstd: the worker exits 2"
+like "$out" "toast-compression: 'zstd' is not lz4, pglz or empty" "and says why"
 
 client_stop a
 stop_pid $WPID 10
