@@ -20,6 +20,7 @@ typedef struct gw_metrics {
 	uint64_t eio_in, eio_out;
 	uint64_t deliveries, delivery_entries, ingress_entries, ingress_errors;
 	uint64_t slow_consumers, closed_bad_input;
+	uint64_t token_repeats; /* user-joins with the token their socket authenticated with */
 } gw_metrics;
 
 /* Reasons for refused handshakes, indexes of handshake_fail. */

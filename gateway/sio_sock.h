@@ -26,11 +26,12 @@ struct sio_sock {
 	char sid[24];
 	const char *nsp; /* one of the configured namespaces */
 	char *user;      /* verified user id, NULL when anonymous */
-	int64_t exp;
-	uint32_t flags;
+	int64_t exp;            /* the token's expiry, unix seconds; 0: none */
+	uint64_t tok_hash;      /* keyed hash of the token it authenticated with; 0: none */
 	wheel_timer exp_timer;
 	rmember *rooms;
 	struct sio_call *calls; /* server-to-client calls awaiting the ack */
+	uint32_t flags;
 	uint32_t ack_seq;
 };
 

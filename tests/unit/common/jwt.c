@@ -636,6 +636,59 @@ static void test_sign(void)
 	buf_dispose(&b);
 }
 
+/* Payloads signed here, for what only the claim reader decides: names
+ * spelled with escapes, every kind of aud, numbers of any length. */
+static const struct {
+	const char *name, *payload, *err, *id;
+} payloads[] = {
+    {"escaped id value", "{\"id\":\"\\u0061b-1\"}", OK, "ab-1"},
+    {"escaped claim name", "{\"\\u0069d\":\"u-2\"}", OK, "u-2"},
+    {"duplicate spelled with an escape", "{\"id\":\"a\",\"i\\u0064\":\"b\"}", "duplicate key",
+     NULL},
+    {"duplicate unread member", "{\"id\":\"a\",\"x\":1,\"x\":2}", "duplicate key", NULL},
+    {"members in any order", "{\"x\":[1,{\"id\":\"no\"}],\"exp\":1900000000,\"id\":\"u-3\"}", OK,
+     "u-3"},
+    {"aud 0", "{\"id\":\"a\",\"aud\":0}", OK, "a"},
+    {"aud 0.0e5", "{\"id\":\"a\",\"aud\":0.0e5}", OK, "a"},
+    {"aud false", "{\"id\":\"a\",\"aud\":false}", OK, "a"},
+    {"aud []", "{\"id\":\"a\",\"aud\":[]}", OK, "a"},
+    {"aud {}", "{\"id\":\"a\",\"aud\":{}}", OK, "a"},
+    {"aud 2", "{\"id\":\"a\",\"aud\":2}", "unexpected aud", NULL},
+    {"aud {\"x\":1}", "{\"id\":\"a\",\"aud\":{\"x\":1}}", "unexpected aud", NULL},
+    {"aud [0]", "{\"id\":\"a\",\"aud\":[0]}", "unexpected aud", NULL},
+    {"exp of 80 characters",
+     "{\"id\":\"a\",\"exp\":1900000000."
+     "00000000000000000000000000000000000000000000000000000000000000000001}",
+     OK, "a"},
+    {"exp of 80 digits",
+     "{\"id\":\"a\",\"exp\":"
+     "19000000000000000000000000000000000000000000000000000000000000000000000000000000}",
+     "bad claim type", NULL},
+    {"sub as a string", "{\"id\":\"a\",\"sub\":\"s\"}", OK, "a"},
+    {"typ escaped", "{\"id\":\"a\",\"typ\":\"\\u0061uto\"}", OK, "a"},
+    {"whitespace everywhere", " {\n\t\"id\" : \"a\" ,\r\n \"exp\" : 1900000000 } ", OK, "a"},
+    {"garbage after it", "{\"id\":\"a\"} x", "malformed", NULL},
+    {"nothing but a string", "\"id\"", "bad payload json", NULL},
+};
+
+static void test_payloads(void)
+{
+	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		jwt_claims c;
+		buf b;
+		buf_init(&b, 0);
+		if (jwt_sign_hs256(&b, slice_cstr(payloads[i].payload), KEY, sizeof(KEY) - 1) < 0) {
+			ok(0, "%s: signed", payloads[i].name);
+			continue;
+		}
+		const char *got = verify_key(b.data, b.len, KEY, sizeof(KEY) - 1, NOW, 0, &c);
+		is_str(got ? got : OK, payloads[i].err, "%s", payloads[i].name);
+		if (payloads[i].id && !got)
+			is_str(c.id, payloads[i].id, "%s: id", payloads[i].name);
+		buf_dispose(&b);
+	}
+}
+
 int main(void)
 {
 	test_vectors();
@@ -645,5 +698,6 @@ int main(void)
 	test_mutations();
 	test_size_cap();
 	test_sign();
+	test_payloads();
 	return tap_done();
 }
