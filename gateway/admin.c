@@ -72,11 +72,12 @@ static void metrics(conn *c)
 	            (unsigned long long)m->slow_consumers);
 	buf_appendf(&b, "# TYPE tidings_bad_input_total counter\ntidings_bad_input_total %llu\n",
 	            (unsigned long long)m->closed_bad_input);
-	buf_appendf(&b,
-	            "# HELP tidings_token_repeats_total user-join events repeating the token their "
-	            "socket authenticated with (not checked again).\n"
-	            "# TYPE tidings_token_repeats_total counter\ntidings_token_repeats_total %llu\n",
-	            (unsigned long long)m->token_repeats);
+	buf_appendf(
+	    &b,
+	    "# HELP tidings_token_repeats_total user-join events repeating the token their "
+	    "socket authenticated with (not checked again).\n"
+	    "# TYPE tidings_token_repeats_total counter\ntidings_token_repeats_total %llu\n",
+	    (unsigned long long)m->token_repeats);
 	buf_appendf(&b, "# TYPE tidings_redis_up gauge\ntidings_redis_up %d\n", bus_ready());
 	httpd_respond(c, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
 	buf_dispose(&b);

@@ -24,10 +24,10 @@ struct sio_sock {
 	sio_client *cl;
 	sio_sock *next; /* in the client's list of namespace sockets */
 	char sid[24];
-	const char *nsp; /* one of the configured namespaces */
-	char *user;      /* verified user id, NULL when anonymous */
-	int64_t exp;            /* the token's expiry, unix seconds; 0: none */
-	uint64_t tok_hash;      /* keyed hash of the token it authenticated with; 0: none */
+	const char *nsp;   /* one of the configured namespaces */
+	char *user;        /* verified user id, NULL when anonymous */
+	int64_t exp;       /* the token's expiry, unix seconds; 0: none */
+	uint64_t tok_hash; /* keyed hash of the token it authenticated with; 0: none */
 	wheel_timer exp_timer;
 	rmember *rooms;
 	struct sio_call *calls; /* server-to-client calls awaiting the ack */

@@ -81,8 +81,8 @@ static void pg_up(pg_conn *pc, void *arg)
 		pg_batch *b = pg_batch_begin(pc);
 		const char *v[] = {wk.cfg.toast_compression};
 		if (b) {
-			pg_batch_add(b, "SELECT set_config('default_toast_compression', $1, false)", 1, v,
-			             NULL, NULL);
+			pg_batch_add(b, "SELECT set_config('default_toast_compression', $1, false)",
+			             1, v, NULL, NULL);
 			pg_batch_commit(b, toast_set, NULL);
 		}
 	}
