@@ -245,9 +245,11 @@ static void set_expiry(sio_sock *s, const jwt_claims *c)
 	}
 }
 
-static void set_user(sio_sock *s, const jwt_claims *c)
+/* The socket is c's user from now on, by the token hashed as tok_hash. */
+static void set_user(sio_sock *s, const jwt_claims *c, uint64_t tok_hash)
 {
 	char rname[JWT_MAX_ID + 8];
+	s->tok_hash = tok_hash;
 	if (s->user && strcmp(s->user, c->id) == 0) {
 		/* user-join with the CONNECT's user, as Open WebUI's front end
 		 * always sends it: the socket is in its room and its session
@@ -318,8 +320,7 @@ static void finish_connect(sio_client *cl, const char *nsp, const jwt_claims *cl
 	send_buf(cl, &b);
 	buf_dispose(&b);
 	if (claims) {
-		set_user(s, claims);
-		s->tok_hash = tok_hash;
+		set_user(s, claims, tok_hash);
 		bus_ingress(s, "connect", SLICE_NULL, SLICE_NULL, -1, NULL, 0, SLICE_NULL);
 	}
 	log_debug("sid=%s eio=%s nsp=%s user=%s connected", s->sid, cl->e->sid, s->nsp,
@@ -377,8 +378,7 @@ static void auth_checked(void *arg, int ok, const char *why)
 	} else if (!p->s) {
 		finish_connect(p->cl, p->nsp, good ? &p->claims : NULL, p->tok_hash, p->auth_json);
 	} else if (good) {
-		set_user(p->s, &p->claims);
-		p->s->tok_hash = p->tok_hash;
+		set_user(p->s, &p->claims, p->tok_hash);
 		forward_user_join(p->s, p);
 	}
 	pending_free(p);
