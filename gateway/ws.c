@@ -75,7 +75,8 @@ ws *ws_accept(conn *c, const http_request *req, const ws_handler *h, void *ud, c
 	memcpy(cat + 24, WS_GUID, sizeof(WS_GUID) - 1);
 	if (accept_digest(cat, 24 + sizeof(WS_GUID) - 1, digest) < 0) {
 		log_error("websocket handshake: SHA-1 unavailable");
-		ws_refuse(c, 500);
+		/* Our failure, not the client's: ws_refuse's body would blame it. */
+		httpd_error(c, 500, "WebSocket handshake failed: SHA-1 unavailable on the server");
 		return NULL;
 	}
 	char accept[32];
