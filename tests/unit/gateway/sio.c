@@ -669,6 +669,50 @@ static void test_escape(void)
 	buf_dispose(&b);
 }
 
+/* Strings are scanned 8 bytes at a time until a byte needs a look of its
+ * own. Each piece below goes at every offset of a 26-byte string, after a
+ * run of 0 to 25 plain bytes, so it lands at every place in a word and
+ * across words: the verdict must not depend on where it falls. */
+static void test_string_words(void)
+{
+	static const struct {
+		slice piece;
+		int good;
+	} v[] = {
+	    {S("\\n"), 1},          {S("\\\\"), 1},     {S("\\u00e9"), 1},
+	    {S("\\\""), 1},         {S("\xc3\xa9"), 1}, {S("\xf0\x9f\x98\x80"), 1},
+	    {S("\x7f"), 1},         {S("\x1f"), 0},     {S("\x01"), 0},
+	    {S("\x00"), 0},         {S("\xff"), 0},     {S("\xc0\x80"), 0},
+	    {S("\xed\xa0\x80"), 0}, {S("\\x"), 0},      {S("\""), 0},
+	    {S("\x80"), 0},
+	};
+	char text[64];
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		int wrong = 0;
+		for (size_t at = 0; at < 26; at++) {
+			size_t n = 0;
+			memcpy(text + n, "2[\"", 3);
+			n += 3;
+			memset(text + n, 'a', at);
+			n += at;
+			memcpy(text + n, v[i].piece.base, v[i].piece.len);
+			n += v[i].piece.len;
+			memset(text + n, 'b', 26 - at);
+			n += 26 - at;
+			memcpy(text + n, "\"]", 2);
+			n += 2;
+			parsed r;
+			parse_guarded(slice_make(text, n), NULL, &r);
+			if ((r.rc == 0) != v[i].good) {
+				wrong++;
+				printf("#   at %zu: %s\n", at, r.err ? r.err : "accepted");
+			}
+		}
+		ok(wrong == 0, "string holding '%s' %s at every offset", show(v[i].piece),
+		   v[i].good ? "accepted" : "refused");
+	}
+}
+
 int main(void)
 {
 	test_good();
@@ -676,5 +720,6 @@ int main(void)
 	test_placeholders();
 	test_encode();
 	test_escape();
+	test_string_words();
 	return tap_done();
 }
