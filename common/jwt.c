@@ -12,6 +12,7 @@
 #include <openssl/params.h>
 
 #include "base64.h"
+#include "utf8.h"
 
 #define MAC_LEN     32
 #define MAC_B64_LEN 43 /* base64url_encoded_len(MAC_LEN) */
@@ -52,22 +53,49 @@ static const char *split(slice t, slice part[3])
 	return NULL;
 }
 
-/* JSON allows control characters only as whitespace between tokens, but
- * cJSON lets them through inside strings too, so refuse them here. Refuse
- * the escape \u0000 as well, though JSON allows it: cJSON stores strings NUL-
- * terminated, so {"id":"admin\u0000x"} would read as "admin", and a key
- * "id\u0000" would shadow "id". PyJWT never emits either. */
+/*
+ * What cJSON lets through that JSON, and PyJWT's json.loads, refuse:
+ * control characters inside strings (JSON allows them only as whitespace
+ * between tokens), bytes that are not UTF-8, and numbers with a leading
+ * zero ("01", "-00"). Refuse them here so that no token means something to
+ * us that Open WebUI would not read at all. Refuse the escape \u0000 as
+ * well, though JSON allows it: cJSON stores strings NUL-terminated, so
+ * {"id":"admin\u0000x"} would read as "admin", and a key "id\u0000" would
+ * shadow "id". PyJWT never emits any of these.
+ */
 static int text_ok(const unsigned char *p, size_t n)
 {
+	if (!utf8_is_valid(p, n))
+		return 0;
+	int in_str = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+		unsigned char c = p[i];
+		if (c < 0x20 && (in_str || (c != '\t' && c != '\n' && c != '\r')))
 			return 0;
-		if (p[i] != '\\' || i + 1 == n)
-			continue;
-		if (p[i + 1] == '\\')
-			i++; /* an escaped backslash cannot start an escape */
-		else if (n - i >= 6 && p[i + 1] == 'u' && memcmp(p + i + 2, "0000", 4) == 0)
-			return 0;
+		if (in_str) {
+			if (c == '"') {
+				in_str = 0;
+			} else if (c == '\\' && i + 1 < n) {
+				if (n - i >= 6 && p[i + 1] == 'u' &&
+				    memcmp(p + i + 2, "0000", 4) == 0)
+					return 0;
+				i++; /* the escaped character cannot end the string */
+			}
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			/* A number's first digit; what follows it up to the next
+			 * delimiter is the rest of the number (exponents may have
+			 * leading zeros). */
+			size_t d = c == '-' ? i + 1 : i;
+			if (d + 1 < n && p[d] == '0' && p[d + 1] >= '0' && p[d + 1] <= '9')
+				return 0;
+			while (i + 1 < n &&
+			       (p[i + 1] == '.' || p[i + 1] == 'e' || p[i + 1] == 'E' ||
+			        p[i + 1] == '+' || p[i + 1] == '-' ||
+			        (p[i + 1] >= '0' && p[i + 1] <= '9')))
+				i++;
+		}
 	}
 	return 1;
 }

@@ -669,6 +669,18 @@ static const struct {
     {"whitespace everywhere", " {\n\t\"id\" : \"a\" ,\r\n \"exp\" : 1900000000 } ", OK, "a"},
     {"garbage after it", "{\"id\":\"a\"} x", "malformed", NULL},
     {"nothing but a string", "\"id\"", "bad payload json", NULL},
+    /* What PyJWT's json.loads refuses is refused here too. */
+    {"exp with a leading zero", "{\"id\":\"a\",\"exp\":01900000000}", "bad payload json", NULL},
+    {"member 00", "{\"id\":\"a\",\"x\":00}", "bad payload json", NULL},
+    {"member -01.5", "{\"id\":\"a\",\"x\":[-01.5]}", "bad payload json", NULL},
+    {"members 0, -0, 0.5, 1e01, 10, 2E-05", "{\"id\":\"a\",\"x\":[0,-0,0.5,1e01,10,2E-05]}", OK,
+     "a"},
+    {"digits inside a string", "{\"id\":\"007\",\"x\":\"-01\"}", OK, "007"},
+    {"a byte that is not UTF-8", "{\"id\":\"a\",\"name\":\"\xff\"}", "bad payload json", NULL},
+    {"an overlong UTF-8 form", "{\"id\":\"a\",\"name\":\"\xc0\xaf\"}", "bad payload json", NULL},
+    {"UTF-8 in a claim", "{\"id\":\"a\",\"name\":\"Ren\xc3\xa9e \xf0\x9f\x98\x80\"}", OK, "a"},
+    {"a raw tab inside a string", "{\"id\":\"a\",\"name\":\"x\ty\"}", "bad payload json", NULL},
+    {"an escaped quote, then a number", "{\"id\":\"a\\\"\",\"x\":01}", "bad payload json", NULL},
 };
 
 static void test_payloads(void)
