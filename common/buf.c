@@ -66,6 +66,17 @@ int buf_append_byte(buf *b, char c)
 
 size_t buf_u64_digits(char *dst, uint64_t v)
 {
+	/* Most numbers written are RESP lengths of one or two digits, where the
+	 * copy below would cost more than the digits. */
+	if (v < 10) {
+		dst[0] = (char)('0' + v);
+		return 1;
+	}
+	if (v < 100) {
+		dst[0] = (char)('0' + v / 10);
+		dst[1] = (char)('0' + v % 10);
+		return 2;
+	}
 	char tmp[BUF_U64_DIGITS];
 	size_t i = sizeof(tmp);
 	do {
