@@ -678,7 +678,10 @@ static const struct {
     {"digits inside a string", "{\"id\":\"007\",\"x\":\"-01\"}", OK, "007"},
     {"a byte that is not UTF-8", "{\"id\":\"a\",\"name\":\"\xff\"}", "bad payload json", NULL},
     {"an overlong UTF-8 form", "{\"id\":\"a\",\"name\":\"\xc0\xaf\"}", "bad payload json", NULL},
-    {"UTF-8 in a claim", "{\"id\":\"a\",\"name\":\"Ren\xc3\xa9e \xf0\x9f\x98\x80\"}", OK, "a"},
+    {"UTF-8 in a claim",
+     "{\"id\":\"a\",\"name\":\"Ren\xc3\xa9"
+     "e \xf0\x9f\x98\x80\"}",
+     OK, "a"},
     {"a raw tab inside a string", "{\"id\":\"a\",\"name\":\"x\ty\"}", "bad payload json", NULL},
     {"an escaped quote, then a number", "{\"id\":\"a\\\"\",\"x\":01}", "bad payload json", NULL},
 };
