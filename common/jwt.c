@@ -12,7 +12,7 @@
 #include <openssl/params.h>
 
 #include "base64.h"
-#include "utf8.h"
+#include "jscan.h"
 
 #define MAC_LEN     32
 #define MAC_B64_LEN 43 /* base64url_encoded_len(MAC_LEN) */
@@ -54,48 +54,26 @@ static const char *split(slice t, slice part[3])
 }
 
 /*
- * What cJSON lets through that JSON, and PyJWT's json.loads, refuse:
- * control characters inside strings (JSON allows them only as whitespace
- * between tokens), bytes that are not UTF-8, and numbers with a leading
- * zero ("01", "-00"). Refuse them here so that no token means something to
- * us that Open WebUI would not read at all. Refuse the escape \u0000 as
- * well, though JSON allows it: cJSON stores strings NUL-terminated, so
- * {"id":"admin\u0000x"} would read as "admin", and a key "id\u0000" would
- * shadow "id". PyJWT never emits any of these.
+ * cJSON parses more than JSON: raw control characters inside strings,
+ * bytes that are not UTF-8, numbers with a leading zero ("01"). PyJWT's
+ * json.loads refuses those, so the text must also pass jscan's strict
+ * check, lest a token mean something to us that Open WebUI would not read
+ * at all. Refuse the escape \u0000 as well, though JSON allows it: cJSON
+ * stores strings NUL-terminated, so {"id":"admin\u0000x"} would read as
+ * "admin", and a key "id\u0000" would shadow "id". PyJWT never emits any
+ * of these.
  */
 static int text_ok(const unsigned char *p, size_t n)
 {
-	if (!utf8_is_valid(p, n))
+	jspan v;
+	if (jscan_doc((const char *)p, n, &v) < 0)
 		return 0;
-	int in_str = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = p[i];
-		if (c < 0x20 && (in_str || (c != '\t' && c != '\n' && c != '\r')))
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] != '\\')
+			continue;
+		if (n - i >= 6 && p[i + 1] == 'u' && memcmp(p + i + 2, "0000", 4) == 0)
 			return 0;
-		if (in_str) {
-			if (c == '"') {
-				in_str = 0;
-			} else if (c == '\\' && i + 1 < n) {
-				if (n - i >= 6 && p[i + 1] == 'u' &&
-				    memcmp(p + i + 2, "0000", 4) == 0)
-					return 0;
-				i++; /* the escaped character cannot end the string */
-			}
-		} else if (c == '"') {
-			in_str = 1;
-		} else if (c == '-' || (c >= '0' && c <= '9')) {
-			/* A number's first digit; what follows it up to the next
-			 * delimiter is the rest of the number (exponents may have
-			 * leading zeros). */
-			size_t d = c == '-' ? i + 1 : i;
-			if (d + 1 < n && p[d] == '0' && p[d + 1] >= '0' && p[d + 1] <= '9')
-				return 0;
-			while (i + 1 < n &&
-			       (p[i + 1] == '.' || p[i + 1] == 'e' || p[i + 1] == 'E' ||
-			        p[i + 1] == '+' || p[i + 1] == '-' ||
-			        (p[i + 1] >= '0' && p[i + 1] <= '9')))
-				i++;
-		}
+		i++; /* an escaped backslash cannot start an escape */
 	}
 	return 1;
 }
@@ -125,8 +103,6 @@ static const char *parse_part(slice part, const char *bad, int max_keys, cJSON *
 	if (base64url_decode(text, PART_MAX, part, &len) < 0)
 		return "bad base64";
 	text[len] = '\0';
-	if (!text_ok(text, len))
-		return bad;
 	const char *end = NULL;
 	cJSON *j = cJSON_ParseWithLengthOpts((const char *)text, len, &end, 0);
 	if (!j)
@@ -137,7 +113,8 @@ static const char *parse_part(slice part, const char *bad, int max_keys, cJSON *
 	const char *why = NULL;
 	if (end != stop)
 		why = "malformed";
-	else if (!cJSON_IsObject(j) || (max_keys && cJSON_GetArraySize(j) > max_keys))
+	else if (!text_ok(text, len) || !cJSON_IsObject(j) ||
+	         (max_keys && cJSON_GetArraySize(j) > max_keys))
 		why = bad;
 	else if (has_duplicate_key(j))
 		why = "duplicate key";
