@@ -50,7 +50,7 @@ check "registry $P:room:user:u1 has gw1 = 1" wait_until 3 room_count_is user:u1 
 at=$(rcli HGET "$P:sid:$SID" connected_at)
 sleep 0.05
 client_send a "{\"cmd\":\"emit\",\"event\":\"user-join\",\"args\":[{\"auth\":{\"token\":\"$T1\"}}]}"
-join_forwarded() { ingress_dump | grep '"user-join"' | grep -q "$SID"; }
+join_forwarded() { ingress_dump | grep '"user-join"' | grep -qF -- "$SID"; }
 check "the same user's user-join is forwarded" wait_until 10 join_forwarded
 is "$(rcli HGET "$P:sid:$SID" connected_at)" "$at" "its session keeps its connected_at"
 is "$(rcli HGET "$P:sid:$SID" user)" u1 "and its user"
@@ -58,7 +58,7 @@ repeats() { curl -s "$(admin_url gw1)/metrics" | sed -n 's/^tidings_token_repeat
 is "$(repeats)" 1 "the repeated token was not checked again (tidings_token_repeats_total)"
 # Another token of the same user takes the whole check.
 client_send a "{\"cmd\":\"emit\",\"event\":\"user-join\",\"args\":[{\"auth\":{\"token\":\"$(token u1)\"}}]}"
-joins_forwarded() { [ "$(ingress_dump | grep '"user-join"' | grep -c "$SID")" -ge "$1" ]; }
+joins_forwarded() { [ "$(ingress_dump | grep '"user-join"' | grep -cF -- "$SID")" -ge "$1" ]; }
 check "a user-join with a new token of the same user is forwarded" wait_until 10 joins_forwarded 2
 is "$(repeats)" 1 "after a check of its own (the counter stays)"
 check "registry still has user:u1 once" wait_until 3 room_count_is user:u1 1
